@@ -1,0 +1,114 @@
+"""Start the reference server as a real subprocess on an ephemeral port.
+
+Shared by the server, client and CLI tests and by the benchmarks: the server is
+launched with ``TOPICS_PORT=0`` and reports the port it bound through
+``TOPICS_PORT_FILE``; readiness is probed over real HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+
+class ServerProcess:
+    """One reference-server process; usable as a context manager."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        startup_timeout: float = 20.0,
+    ) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="topics-test-"))
+        self.extra_env = dict(env or {})
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.port = 0
+        self._log_path = self.data_dir.parent / f"{self.data_dir.name}.server.log"
+
+    def start(self) -> ServerProcess:
+        port_file = self.data_dir.parent / f"{self.data_dir.name}.port"
+        port_file.unlink(missing_ok=True)
+        env = {
+            **os.environ,
+            "TOPICS_HOST": "127.0.0.1",
+            "TOPICS_PORT": "0",
+            "TOPICS_PORT_FILE": str(port_file),
+            "TOPICS_DATA_DIR": str(self.data_dir),
+            **self.extra_env,
+        }
+        log = open(self._log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "topics_server"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early ({self.proc.returncode}):\n{self.log()}")
+            if port_file.exists():
+                hostport = port_file.read_text().strip()
+                self.port = int(hostport.rsplit(":", 1)[1])
+                self.url = f"http://{hostport}"
+                break
+            time.sleep(0.02)
+        else:
+            self.stop()
+            raise RuntimeError(f"server did not report its port:\n{self.log()}")
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/v0/ready", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"server did not become ready:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self._log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown work at all, as in a crash."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        return self.start()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,3 @@
+"""The ``topics`` command line."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,192 @@
+"""Typed client for the topics `/v0` API, sync (:class:`Client`) and async
+(:class:`AsyncClient`).
+
+``import topics_client`` is cheap: models, errors and checkpoints load eagerly, while the
+clients (and httpx with them) load on first attribute access.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._checkpoint import load_checkpoint, save_checkpoint
+from ._config import NOT_GIVEN, NotGiven
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIResponseError,
+    APITimeoutError,
+    AuthenticationError,
+    BatchTooLargeError,
+    ConflictError,
+    GapError,
+    IncompatibleTopicError,
+    InternalServerError,
+    InvalidRequestError,
+    NotAQueueError,
+    NotFoundError,
+    NotReadyError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RecordTooLargeError,
+    RouterCycleError,
+    RouterNotFoundError,
+    ServiceUnavailableError,
+    ShuttingDownError,
+    StreamError,
+    ThrottledError,
+    TopicFullError,
+    TopicNotEmptyError,
+    TopicNotFoundError,
+    TopicsError,
+)
+from ._models import (
+    AckResult,
+    ClaimResult,
+    DeleteRecordsResult,
+    DiffResult,
+    ExtendResult,
+    Gap,
+    Health,
+    Job,
+    Metrics,
+    NackResult,
+    NewRecord,
+    QueueCounters,
+    Ready,
+    Record,
+    Router,
+    RouterDeleteResult,
+    RouterPage,
+    RouterSummary,
+    Tombstone,
+    TopicConfig,
+    TopicDeleteResult,
+    TopicPage,
+    TopicPutResult,
+    TopicState,
+    TopicSummary,
+    WatchSession,
+    WatchTopicStart,
+    WriteResult,
+)
+from ._replay import ReplayBatch
+from ._sse import CaughtUpEvent, RecordsEvent, StreamErrorEvent, TopicDeletedEvent, WatchEvent
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient, Client
+    from ._replay import AsyncReplay, Replay
+    from ._response import RawResponse
+    from .resources.queues import AsyncWorkStream, WorkStream
+    from .resources.watch import AsyncWatchStream, WatchStream
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Client": "._client",
+    "AsyncClient": "._client",
+    "Replay": "._replay",
+    "AsyncReplay": "._replay",
+    "RawResponse": "._response",
+    "WatchStream": ".resources.watch",
+    "AsyncWatchStream": ".resources.watch",
+    "WorkStream": ".resources.queues",
+    "AsyncWorkStream": ".resources.queues",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'topics_client' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    value.__module__ = __name__
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "NOT_GIVEN",
+    "APIConnectionError",
+    "APIError",
+    "APIResponseError",
+    "APITimeoutError",
+    "AckResult",
+    "AsyncClient",
+    "AsyncReplay",
+    "AsyncWatchStream",
+    "AsyncWorkStream",
+    "AuthenticationError",
+    "BatchTooLargeError",
+    "CaughtUpEvent",
+    "ClaimResult",
+    "Client",
+    "ConflictError",
+    "DeleteRecordsResult",
+    "DiffResult",
+    "ExtendResult",
+    "Gap",
+    "GapError",
+    "Health",
+    "IncompatibleTopicError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "Job",
+    "Metrics",
+    "NackResult",
+    "NewRecord",
+    "NotAQueueError",
+    "NotFoundError",
+    "NotGiven",
+    "NotReadyError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "QueueCounters",
+    "RawResponse",
+    "Ready",
+    "Record",
+    "RecordTooLargeError",
+    "RecordsEvent",
+    "Replay",
+    "ReplayBatch",
+    "Router",
+    "RouterCycleError",
+    "RouterDeleteResult",
+    "RouterNotFoundError",
+    "RouterPage",
+    "RouterSummary",
+    "ServiceUnavailableError",
+    "ShuttingDownError",
+    "StreamError",
+    "StreamErrorEvent",
+    "ThrottledError",
+    "Tombstone",
+    "TopicConfig",
+    "TopicDeleteResult",
+    "TopicDeletedEvent",
+    "TopicFullError",
+    "TopicNotEmptyError",
+    "TopicNotFoundError",
+    "TopicPage",
+    "TopicPutResult",
+    "TopicState",
+    "TopicSummary",
+    "TopicsError",
+    "WatchEvent",
+    "WatchSession",
+    "WatchStream",
+    "WatchTopicStart",
+    "WorkStream",
+    "WriteResult",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+# Public classes report the package, not the private module (``topics_client.Record``).
+for _name in __all__:
+    _obj = globals().get(_name)
+    if isinstance(_obj, type):
+        _obj.__module__ = __name__
+del _name, _obj

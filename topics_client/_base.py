@@ -1,0 +1,265 @@
+"""Everything the sync and async clients share, without I/O.
+
+A call is described once as a :class:`Call` (method, path, query, JSON body, retry safety,
+long-poll budget); :class:`BaseClient` turns it into an ``httpx.Request`` with the right
+headers and per-request timeout, and the pure functions below decide whether and how long
+to wait before a retry and which exception an answer maps to. ``Client`` and
+``AsyncClient`` (``_client.py``) only send.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import quote
+
+import orjson
+
+from ._config import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_POOL_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_WRITE_TIMEOUT,
+    INITIAL_RETRY_DELAY,
+    LONG_POLL_SLACK,
+    MAX_RETRY_AFTER,
+    MAX_RETRY_DELAY,
+    MAX_WAIT_MS,
+    RETRY_JITTER,
+    NotGiven,
+)
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIResponseError,
+    APITimeoutError,
+    make_api_error,
+)
+from ._http import httpx
+
+__all__ = ["BaseClient", "Call", "TimeoutTypes"]
+
+TimeoutTypes = float | httpx.Timeout | None
+Params = Mapping[str, str | int | bool]
+
+DEFAULT_TIMEOUT: Final = httpx.Timeout(
+    connect=DEFAULT_CONNECT_TIMEOUT,
+    read=DEFAULT_READ_TIMEOUT,
+    write=DEFAULT_WRITE_TIMEOUT,
+    pool=DEFAULT_POOL_TIMEOUT,
+)
+_NO_BODY: Final = object()
+# Always safe to retry: the server refused before doing anything.
+_RETRY_ALWAYS: Final = frozenset({429, 503})
+# Gateways may have forwarded the request: only for calls that are safe to repeat.
+_RETRY_IF_SAFE: Final = frozenset({502, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One API call, fully described before any I/O.
+
+    ``repeatable`` is false for calls whose repetition could do something twice after an
+    ambiguous failure (a claim, a tag-match delete, a watch POST); such calls are retried
+    only when the request surely never reached the server (connect errors, 429, 503).
+    ``wait_ms`` is a server-side long-poll the read timeout must outlast; ``max_retries``
+    lowers the client's retry budget for this call (probes answer "now").
+    """
+
+    method: str
+    path: str
+    params: Params | None = None
+    body: Any = _NO_BODY
+    repeatable: bool = True
+    wait_ms: int = 0
+    accept: str | None = None
+    max_retries: int | None = None
+
+
+def path(*segments: str) -> str:
+    """``/v0/<seg>/<seg>``, each segment percent-encoded (``>`` → ``%3E``, ``/`` → ``%2F``)."""
+    for seg in segments[1::2]:
+        if not seg:
+            raise ValueError("topic/router names must be non-empty")
+    return "/v0/" + "/".join(quote(s, safe="") for s in segments)
+
+
+def bool_param(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def encode_json(body: Any) -> bytes:
+    return orjson.dumps(body)
+
+
+def decode_json(response: httpx.Response) -> Any:
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        raise APIResponseError(
+            f"expected a JSON body from {response.request.method} {response.request.url.path}",
+            response=response,
+        ) from exc
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date), ``None`` if unusable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_tz(value)
+    if parsed is None:
+        return None
+    return max(0.0, email.utils.mktime_tz(parsed) - time.time())
+
+
+def error_from_response(response: httpx.Response) -> APIError:
+    """The one place an error answer becomes an exception (SPEC §0.6 envelope)."""
+    status = response.status_code
+    code, message, detail = f"http_{status}", response.reason_phrase or "error", None
+    try:
+        body = orjson.loads(response.content) if response.content else None
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        code = str(err.get("code") or code)
+        message = str(err.get("message") or message)
+        detail = err.get("detail") if isinstance(err.get("detail"), dict) else None
+    elif response.content:
+        message = response.text[:200]
+    return make_api_error(
+        status,
+        code,
+        message,
+        detail=detail,
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+        response=response,
+    )
+
+
+def connection_error(
+    exc: httpx.TransportError, request: httpx.Request | None
+) -> APIConnectionError:
+    """Translate an httpx transport error; callers ``raise … from exc``."""
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(f"request timed out: {exc}", request=request)
+    return APIConnectionError(f"connection error: {exc}", request=request)
+
+
+def should_retry_status(status: int, call: Call) -> bool:
+    return status in _RETRY_ALWAYS or (call.repeatable and status in _RETRY_IF_SAFE)
+
+
+def should_retry_error(exc: httpx.TransportError, call: Call) -> bool:
+    """Connect-phase failures never reached the server; anything later may have."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return True
+    return call.repeatable
+
+
+def backoff_delay(attempt: int, retry_after: float | None) -> float:
+    """Seconds before retry number ``attempt + 1``: ``Retry-After`` (capped) if the server
+    sent one, else exponential backoff with jitter."""
+    if retry_after is not None:
+        return min(retry_after, MAX_RETRY_AFTER)
+    delay = min(MAX_RETRY_DELAY, INITIAL_RETRY_DELAY * 2.0**attempt)
+    return delay * (1.0 - RETRY_JITTER * random.random())
+
+
+def to_timeout(value: TimeoutTypes | NotGiven) -> httpx.Timeout:
+    if isinstance(value, NotGiven):
+        return DEFAULT_TIMEOUT
+    if isinstance(value, httpx.Timeout):
+        return value
+    return httpx.Timeout(value)
+
+
+def extend_read(timeout: httpx.Timeout, seconds: float) -> httpx.Timeout:
+    """The same timeout with ``seconds`` more to read (``None`` stays unlimited)."""
+    if timeout.read is None:
+        return timeout
+    return httpx.Timeout(
+        connect=timeout.connect, read=timeout.read + seconds, write=timeout.write, pool=timeout.pool
+    )
+
+
+def with_read(timeout: httpx.Timeout, read: float | None) -> httpx.Timeout:
+    return httpx.Timeout(connect=timeout.connect, read=read, write=timeout.write, pool=timeout.pool)
+
+
+class BaseClient:
+    """Configuration and request building shared by ``Client`` and ``AsyncClient``."""
+
+    base_url: str
+    api_key: str | None
+    max_retries: int
+    timeout: httpx.Timeout
+    _headers: dict[str, str]
+
+    def _init_config(
+        self,
+        base_url: str,
+        api_key: str | None,
+        max_retries: int,
+        timeout: httpx.Timeout,
+        headers: Mapping[str, str] | None,
+    ) -> None:
+        self.base_url = base_url
+        self.api_key = api_key
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self._headers = {"Accept": "application/json", "User-Agent": "topics-py"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        if headers:
+            self._headers.update(headers)
+
+    def _request_timeout(self, call: Call) -> httpx.Timeout:
+        if call.wait_ms <= 0:
+            return self.timeout
+        wait = min(call.wait_ms, MAX_WAIT_MS) / 1000.0
+        return extend_read(self.timeout, wait + LONG_POLL_SLACK)
+
+    def _build(self, http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
+        headers = dict(self._headers)
+        content: bytes | None = None
+        if call.body is not _NO_BODY:
+            content = encode_json(call.body)
+            headers["Content-Type"] = "application/json"
+        if call.accept:
+            headers["Accept"] = call.accept
+        return http.build_request(
+            call.method,
+            call.path,
+            params=call.params,
+            content=content,
+            headers=headers,
+            timeout=self._request_timeout(call),
+        )
+
+    def _stream_headers(self, last_event_id: str | None = None) -> dict[str, str]:
+        headers = dict(self._headers)
+        headers["Accept"] = "text/event-stream"
+        headers["Cache-Control"] = "no-store"
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        return headers
+
+    def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
+        """Hook for tests: patch to zero to make retries instant."""
+        return backoff_delay(attempt, retry_after)
+
+    def _max_retries_for(self, call: Call) -> int:
+        return (
+            self.max_retries
+            if call.max_retries is None
+            else min(call.max_retries, self.max_retries)
+        )

@@ -1,0 +1,258 @@
+"""Replay a topic through ``/diff`` with explicit gaps.
+
+``client.topics.replay("orders", from_seq=c)`` pages through ``POST …/diff`` until
+``caught_up`` (or, with ``follow=True``, keeps long-polling) and yields records and
+:class:`~topics_client.Gap` events in order, so a consumer can never pass lost seqs
+without being told::
+
+    replay = client.topics.replay("orders", from_seq=load_checkpoint(path).get("orders", 0))
+    for batch in replay.batches():
+        handle(batch.gap, batch.records)
+        save_checkpoint(path, {"orders": batch.next_from_seq})
+
+Iterating the replay itself yields ``Record | Gap`` one by one; ``replay.next_from_seq``
+is always the cursor to resume from after what has been handed out so far. Gap policy:
+``on_gap="yield"`` (default), ``"raise"`` (:class:`~topics_client.GapError`, cursor left
+before the gap) or a callback ``on_gap(gap)``.
+
+The paging decisions live in :class:`ReplayState` and the time seek in :func:`seek_flow`
+(a generator the sync and async drivers feed with probe results), so only I/O is
+duplicated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._exceptions import GapError
+from ._models import DiffResult, Gap, Record
+
+if TYPE_CHECKING:
+    from .resources.topics import AsyncTopics, Topics
+
+__all__ = ["AsyncReplay", "GapPolicy", "Replay", "ReplayBatch", "ReplayState", "seek_flow"]
+
+GapPolicy = Literal["yield", "raise"] | Callable[[Gap], None]
+DEFAULT_REPLAY_LIMIT = 1000
+DEFAULT_FOLLOW_WAIT_MS = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayBatch:
+    """One diff page as the replay saw it; checkpoint ``next_from_seq`` after handling it."""
+
+    topic: str
+    records: tuple[Record, ...]
+    gap: Gap | None
+    next_from_seq: int
+    head_seq: int
+    caught_up: bool
+
+
+class ReplayState:
+    """Pure paging state: what to ask next, and what a diff answer means."""
+
+    def __init__(
+        self,
+        topic: str,
+        from_seq: int,
+        *,
+        until_seq: int | None = None,
+        follow: bool = False,
+        limit: int = DEFAULT_REPLAY_LIMIT,
+        wait_ms: int = DEFAULT_FOLLOW_WAIT_MS,
+        on_gap: GapPolicy = "yield",
+    ) -> None:
+        if from_seq < 0:
+            raise ValueError("from_seq must be >= 0")
+        self.topic = topic
+        self.cursor = from_seq
+        self.until_seq = until_seq
+        self.follow = follow
+        self.limit = limit
+        self.wait_ms = wait_ms
+        self.on_gap = on_gap
+        self.done = until_seq is not None and from_seq >= until_seq
+
+    def request(self) -> dict[str, Any]:
+        limit = self.limit
+        if self.until_seq is not None:
+            # Never fetch (much) beyond the bound; missing seqs only make pages shorter.
+            limit = max(1, min(limit, self.until_seq - self.cursor))
+        body: dict[str, Any] = {"from_seq": self.cursor, "limit": limit}
+        if self.follow:
+            body["wait_ms"] = self.wait_ms
+        return body
+
+    def advance(self, diff: DiffResult) -> ReplayBatch:
+        """Fold one diff answer in; raises :class:`GapError` (state untouched) per policy."""
+        gap = None
+        if diff.tombstone is not None:
+            gap = Gap.from_tombstone(self.topic, diff.tombstone, self.cursor)
+            if self.on_gap == "raise":
+                raise GapError(gap)
+            if callable(self.on_gap):
+                self.on_gap(gap)
+        records = diff.records
+        cursor = diff.next_from_seq
+        until = self.until_seq
+        if until is not None and cursor >= until:
+            cursor = until
+            if records and records[-1].seq > until:
+                records = tuple(r for r in records if r.seq <= until)
+        if (until is not None and cursor >= until) or (diff.caught_up and not self.follow):
+            self.done = True
+        self.cursor = cursor
+        return ReplayBatch(self.topic, records, gap, cursor, diff.head_seq, diff.caught_up)
+
+
+def seek_flow(
+    since_ms: int, earliest_seq: int, head_seq: int
+) -> Generator[int, Record | None, int]:
+    """Binary search for the cursor just before the first record with ``$ts >= since_ms``.
+
+    Yields probe cursors ``c``; the driver answers with the first live record after ``c``
+    (a diff with ``limit: 1``) or ``None``. Seqs may be missing (deleted, filtered), so a
+    probe answering record ``r`` with ``r.ts < since`` proves every cursor below ``r.seq``
+    too early and the search jumps to ``r.seq``. Returns the cursor to replay from.
+    """
+    lo, hi = max(0, earliest_seq - 1), max(0, head_seq)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        record = yield mid
+        if record is None or record.ts >= since_ms:
+            hi = mid
+        else:
+            lo = max(mid + 1, record.seq)
+    return lo
+
+
+def _diff_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+class Replay:
+    """Sync replay; iterate it for ``Record | Gap`` or call :meth:`batches`."""
+
+    def __init__(
+        self,
+        topics: Topics,
+        state: ReplayState,
+        *,
+        since_ms: int | None = None,
+        diff_options: dict[str, Any] | None = None,
+    ) -> None:
+        self._topics = topics
+        self._state = state
+        self._since_ms = since_ms
+        self._options = _diff_options(diff_options or {})
+        self._position = state.cursor
+
+    @property
+    def topic(self) -> str:
+        return self._state.topic
+
+    @property
+    def next_from_seq(self) -> int:
+        """Resume cursor covering everything handed out so far."""
+        return self._position
+
+    def _seek(self) -> None:
+        if self._since_ms is None:
+            return
+        since, self._since_ms = self._since_ms, None
+        first = self._topics.diff(self.topic, from_seq=0, limit=1, include_meta=False)
+        flow = seek_flow(since, first.earliest_seq, first.head_seq)
+        try:
+            cursor = next(flow)
+            while True:
+                probe = self._topics.diff(self.topic, from_seq=cursor, limit=1, include_meta=False)
+                cursor = flow.send(probe.records[0] if probe.records else None)
+        except StopIteration as stop:
+            self._state.cursor = self._position = stop.value
+
+    def batches(self) -> Iterator[ReplayBatch]:
+        self._seek()
+        state = self._state
+        while not state.done:
+            diff = self._topics.diff(self.topic, **state.request(), **self._options)
+            batch = state.advance(diff)
+            self._position = batch.next_from_seq
+            yield batch
+
+    def __iter__(self) -> Iterator[Record | Gap]:
+        yield_gaps = self._state.on_gap == "yield"
+        for batch in self.batches():
+            end = batch.next_from_seq
+            if batch.gap is not None and yield_gaps:
+                self._position = batch.gap.resume_from
+                yield batch.gap
+            for record in batch.records:
+                self._position = record.seq
+                yield record
+            self._position = end
+
+
+class AsyncReplay:
+    """Async twin of :class:`Replay`: ``async for item in replay`` / ``replay.batches()``."""
+
+    def __init__(
+        self,
+        topics: AsyncTopics,
+        state: ReplayState,
+        *,
+        since_ms: int | None = None,
+        diff_options: dict[str, Any] | None = None,
+    ) -> None:
+        self._topics = topics
+        self._state = state
+        self._since_ms = since_ms
+        self._options = _diff_options(diff_options or {})
+        self._position = state.cursor
+
+    @property
+    def topic(self) -> str:
+        return self._state.topic
+
+    @property
+    def next_from_seq(self) -> int:
+        return self._position
+
+    async def _seek(self) -> None:
+        if self._since_ms is None:
+            return
+        since, self._since_ms = self._since_ms, None
+        first = await self._topics.diff(self.topic, from_seq=0, limit=1, include_meta=False)
+        flow = seek_flow(since, first.earliest_seq, first.head_seq)
+        try:
+            cursor = next(flow)
+            while True:
+                probe = await self._topics.diff(
+                    self.topic, from_seq=cursor, limit=1, include_meta=False
+                )
+                cursor = flow.send(probe.records[0] if probe.records else None)
+        except StopIteration as stop:
+            self._state.cursor = self._position = stop.value
+
+    async def batches(self) -> AsyncIterator[ReplayBatch]:
+        await self._seek()
+        state = self._state
+        while not state.done:
+            diff = await self._topics.diff(self.topic, **state.request(), **self._options)
+            batch = state.advance(diff)
+            self._position = batch.next_from_seq
+            yield batch
+
+    async def __aiter__(self) -> AsyncIterator[Record | Gap]:
+        yield_gaps = self._state.on_gap == "yield"
+        async for batch in self.batches():
+            end = batch.next_from_seq
+            if batch.gap is not None and yield_gaps:
+                self._position = batch.gap.resume_from
+                yield batch.gap
+            for record in batch.records:
+                self._position = record.seq
+                yield record
+            self._position = end

@@ -1,0 +1,1 @@
+"""Thin HTTP handlers: parse and validate, call the engine, render."""

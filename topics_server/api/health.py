@@ -1,0 +1,51 @@
+"""Probes and metrics (SPEC §11)."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from topics_server import __version__
+from topics_server.api.common import engine_of
+from topics_server.errors import ApiError
+from topics_server.metrics import metrics_json, metrics_text
+from topics_server.wire import json_response, now_ms
+
+__all__ = ["health", "metrics", "ready"]
+
+
+def _uptime_ms(request: Request) -> int:
+    return int((time.monotonic() - engine_of(request).started) * 1000)
+
+
+async def health(request: Request) -> Response:
+    body = {"status": "ok", "version": __version__, "uptime_ms": _uptime_ms(request)}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def ready(request: Request) -> Response:
+    engine = engine_of(request)
+    if engine.shutting_down:
+        raise ApiError(503, "shutting_down", "the server is shutting down", retry_after=1)
+    if not request.app.state.ready:
+        raise ApiError(
+            503,
+            "not_ready",
+            "the server is recovering its state",
+            {"replay_progress": request.app.state.replay_progress},
+            retry_after=1,
+        )
+    body = {"status": "ready", "wal_replay_complete": True, "topics": len(engine.topics)}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def metrics(request: Request) -> Response:
+    started = time.perf_counter()
+    engine = engine_of(request)
+    if "application/json" in request.headers.get("accept", ""):
+        return json_response(metrics_json(engine, _uptime_ms(request)), started)
+    text = metrics_text(engine, _uptime_ms(request), now_ms())
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

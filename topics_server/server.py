@@ -1,0 +1,136 @@
+"""Run the reference server under uvicorn (uvloop + httptools).
+
+We bind the listening socket ourselves so ``TOPICS_PORT=0`` works: the port
+the OS picked is known before serving, and ``TOPICS_PORT_FILE`` gets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from topics_server.app import create_app
+from topics_server.engine.engine import Engine
+from topics_server.settings import Settings, SettingsError
+
+__all__ = ["check_bind_safety", "run", "serve"]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+def check_bind_safety(settings: Settings) -> None:
+    """Refuse a non-loopback bind without API keys (SPEC §12.4)."""
+    if settings.api_keys.strip() or settings.allow_insecure_no_auth:
+        return
+    if not _is_loopback(settings.host):
+        raise SettingsError(
+            f"refusing to listen on {settings.host} without TOPICS_API_KEYS; "
+            "set keys, or TOPICS_ALLOW_INSECURE_NO_AUTH=1 to accept an open server"
+        )
+
+
+def _bind(settings: Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        where = f"{settings.host}:{settings.port}"
+        raise SettingsError(f"cannot listen on {where}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _write_port_file(path: Path, hostport: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(hostport + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise SettingsError(f"cannot write TOPICS_PORT_FILE {path}: {exc.strerror}") from None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the engine first when a shutdown starts."""
+
+    def __init__(self, config: uvicorn.Config, engine: Engine) -> None:
+        super().__init__(config)
+        self.engine = engine
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.engine.begin_shutdown()
+        super().handle_exit(sig, frame)
+
+
+async def serve(settings: Settings, announce: bool = True) -> None:
+    check_bind_safety(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = Engine(settings)
+    app = create_app(settings, engine)
+    sock = _bind(settings)
+    host, port = sock.getsockname()[:2]
+    settings = settings.replace(port=port)
+    config = uvicorn.Config(
+        app,
+        loop="none",
+        http="httptools",
+        lifespan="on",
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        server_header=False,
+    )
+    server = _Server(config, engine)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.005)
+    if server.started:
+        hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if settings.port_file is not None:
+            try:
+                _write_port_file(settings.port_file, hostport)
+            except SettingsError:
+                server.should_exit = True
+                await task
+                raise
+        if announce:
+            print(
+                f"topics serving http://{hostport}/v0 (data: {settings.data_dir})",
+                file=sys.stderr,
+                flush=True,
+            )
+    await task
+
+
+def run(settings: Settings) -> int:
+    """Serve until SIGINT/SIGTERM; returns the process exit code."""
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        runner = asyncio.run
+    try:
+        runner(serve(settings))
+    except SettingsError as exc:
+        print(f"topics serve: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0

@@ -1,0 +1,1 @@
+"""Persistence behind the engine: the :class:`~topics_server.storage.base.Store` seam."""

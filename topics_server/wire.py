@@ -1,0 +1,104 @@
+"""JSON on the wire: orjson codec, responses, and request-field parsing.
+
+Parsing helpers follow the contract's strictness: a wrong JSON type is a
+``400 invalid_request`` naming the field; unknown fields are ignored.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+import orjson
+from starlette.responses import Response
+
+from topics_server.errors import invalid_request
+
+__all__ = [
+    "U32_MAX",
+    "U64_MAX",
+    "JSONResponse",
+    "as_bool",
+    "as_object",
+    "as_str",
+    "as_u64",
+    "dumps",
+    "json_response",
+    "loads",
+    "now_ms",
+    "query_bool",
+]
+
+U64_MAX: Final = 2**64 - 1
+U32_MAX: Final = 2**32 - 1
+dumps = orjson.dumps
+
+
+def loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise invalid_request(f"body is not valid JSON: {exc}") from None
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def json_response(
+    body: dict[str, Any], started: float, status: int = 200, **performance: Any
+) -> Response:
+    """Attach the ``performance`` block (SPEC §0.7) and render."""
+    performance["server_total_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    body["performance"] = performance
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def as_object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise invalid_request(f"{name} must be a JSON object", field=name)
+    return value
+
+
+def as_u64(value: Any, name: str, maximum: int = U64_MAX) -> int:
+    if type(value) is not int or value < 0 or value > U64_MAX:
+        raise invalid_request(f"{name} must be a non-negative integer", field=name)
+    return min(value, maximum)
+
+
+def as_bool(value: Any, name: str) -> bool:
+    if type(value) is not bool:
+        raise invalid_request(f"{name} must be true or false", field=name)
+    return value
+
+
+def as_str(value: Any, name: str, max_bytes: int | None = None) -> str:
+    if type(value) is not str:
+        raise invalid_request(f"{name} must be a string", field=name)
+    if max_bytes is not None and len(value) * 4 > max_bytes:
+        size = len(value.encode())
+        if size > max_bytes:
+            raise invalid_request(
+                f"{name} is {size} bytes; the limit is {max_bytes}", field=name, max=max_bytes
+            )
+    return value
+
+
+def query_bool(params: Any, name: str, default: bool) -> bool:
+    """Boolean query parameters: true/1/false/0; anything else means the default."""
+    text = params.get(name)
+    if text is None:
+        return default
+    text = text.lower()
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    return default
