@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.serverproc import ServerProcess  # noqa: E402
+from tests.serverproc import ServerProcess
 
 __all__ = ["PAYLOAD", "ServerProcess", "percentile", "report"]
 

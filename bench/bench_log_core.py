@@ -69,7 +69,11 @@ def wakeups(url: str, topic: str, rounds: int = 300) -> list[float]:
             done = threading.Event()
             result: dict[str, float] = {}
 
-            def poll(cursor: int = head, result: dict[str, float] = result) -> None:
+            def poll(
+                cursor: int = head,
+                result: dict[str, float] = result,
+                done: threading.Event = done,
+            ) -> None:
                 r = poller.post(
                     f"/v0/topics/{topic}/diff",
                     content=orjson.dumps({"from_seq": cursor, "wait_ms": 5000}),

@@ -1,15 +1,15 @@
 """Typed client for the topics `/v0` API, sync (:class:`Client`) and async
 (:class:`AsyncClient`).
 
-``import topics_client`` is cheap: models, errors and checkpoints load eagerly, while the
-clients (and httpx with them) load on first attribute access.
+``import topics_client`` is cheap (the CLI pays it on every run): only the errors and the
+``NOT_GIVEN`` sentinel load eagerly; everything else (clients, httpx, models) loads on
+first attribute access.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._checkpoint import load_checkpoint, save_checkpoint
 from ._config import NOT_GIVEN, NotGiven
 from ._exceptions import (
     APIConnectionError,
@@ -40,49 +40,85 @@ from ._exceptions import (
     TopicNotFoundError,
     TopicsError,
 )
-from ._models import (
-    AckResult,
-    ClaimResult,
-    DeleteRecordsResult,
-    DiffResult,
-    ExtendResult,
-    Gap,
-    Health,
-    Job,
-    Metrics,
-    NackResult,
-    NewRecord,
-    QueueCounters,
-    Ready,
-    Record,
-    Router,
-    RouterDeleteResult,
-    RouterPage,
-    RouterSummary,
-    Tombstone,
-    TopicConfig,
-    TopicDeleteResult,
-    TopicPage,
-    TopicPutResult,
-    TopicState,
-    TopicSummary,
-    WatchSession,
-    WatchTopicStart,
-    WriteResult,
-)
-from ._replay import ReplayBatch
-from ._sse import CaughtUpEvent, RecordsEvent, StreamErrorEvent, TopicDeletedEvent, WatchEvent
 
 if TYPE_CHECKING:
+    from ._checkpoint import load_checkpoint, save_checkpoint
     from ._client import AsyncClient, Client
-    from ._replay import AsyncReplay, Replay
+    from ._models import (
+        AckResult,
+        ClaimResult,
+        DeleteRecordsResult,
+        DiffResult,
+        ExtendResult,
+        Gap,
+        Health,
+        Job,
+        Metrics,
+        NackResult,
+        NewRecord,
+        QueueCounters,
+        Ready,
+        Record,
+        Router,
+        RouterDeleteResult,
+        RouterPage,
+        RouterSummary,
+        Tombstone,
+        TopicConfig,
+        TopicDeleteResult,
+        TopicPage,
+        TopicPutResult,
+        TopicState,
+        TopicSummary,
+        WatchSession,
+        WatchTopicStart,
+        WriteResult,
+    )
+    from ._replay import AsyncReplay, Replay, ReplayBatch
     from ._response import RawResponse
+    from ._sse import CaughtUpEvent, RecordsEvent, StreamErrorEvent, TopicDeletedEvent, WatchEvent
     from .resources.queues import AsyncWorkStream, WorkStream
     from .resources.watch import AsyncWatchStream, WatchStream
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "AckResult": "._models",
+    "ClaimResult": "._models",
+    "DeleteRecordsResult": "._models",
+    "DiffResult": "._models",
+    "ExtendResult": "._models",
+    "Gap": "._models",
+    "Health": "._models",
+    "Job": "._models",
+    "Metrics": "._models",
+    "NackResult": "._models",
+    "NewRecord": "._models",
+    "QueueCounters": "._models",
+    "Ready": "._models",
+    "Record": "._models",
+    "Router": "._models",
+    "RouterDeleteResult": "._models",
+    "RouterPage": "._models",
+    "RouterSummary": "._models",
+    "Tombstone": "._models",
+    "TopicConfig": "._models",
+    "TopicDeleteResult": "._models",
+    "TopicPage": "._models",
+    "TopicPutResult": "._models",
+    "TopicState": "._models",
+    "TopicSummary": "._models",
+    "WatchSession": "._models",
+    "WatchTopicStart": "._models",
+    "WriteResult": "._models",
+    "CaughtUpEvent": "._sse",
+    "RecordsEvent": "._sse",
+    "StreamErrorEvent": "._sse",
+    "TopicDeletedEvent": "._sse",
+    "WatchEvent": "._sse",
+    "ReplayBatch": "._replay",
+    "load_checkpoint": "._checkpoint",
+    "save_checkpoint": "._checkpoint",
     "Client": "._client",
     "AsyncClient": "._client",
     "Replay": "._replay",
@@ -102,7 +138,8 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     value = getattr(importlib.import_module(module, __name__), name)
-    value.__module__ = __name__
+    if isinstance(value, type):
+        value.__module__ = __name__
     globals()[name] = value
     return value
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 
 import orjson
 
@@ -21,12 +19,15 @@ StrPath = str | os.PathLike[str]
 
 
 def save_checkpoint(path: StrPath, cursors: Mapping[str, int]) -> None:
-    target = Path(path)
+    import tempfile
+
+    target = os.fspath(path)
     payload = orjson.dumps(
         {str(k): int(v) for k, v in cursors.items()}, option=orjson.OPT_SORT_KEYS
     )
-    directory = target.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    directory = os.path.dirname(target) or "."
+    name = os.path.basename(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
@@ -40,7 +41,7 @@ def save_checkpoint(path: StrPath, cursors: Mapping[str, int]) -> None:
     _fsync_dir(directory)
 
 
-def _fsync_dir(directory: Path) -> None:
+def _fsync_dir(directory: str) -> None:
     try:
         dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:  # e.g. Windows: directories cannot be opened
@@ -55,7 +56,8 @@ def _fsync_dir(directory: Path) -> None:
 
 def load_checkpoint(path: StrPath) -> dict[str, int]:
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read()
     except FileNotFoundError:
         return {}
     value = orjson.loads(data)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncReplay", "GapPolicy", "Replay", "ReplayBatch", "ReplayState", "seek_flow"]
 
 GapPolicy = Literal["yield", "raise"] | Callable[[Gap], None]
-DEFAULT_REPLAY_LIMIT = 1000
+DEFAULT_REPLAY_LIMIT = 1000  # keep in step with resources/topics.py
 DEFAULT_FOLLOW_WAIT_MS = 30_000
 
 

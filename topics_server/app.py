@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from topics_server.api import health, records, topics
 from topics_server.engine.engine import Engine
-from topics_server.errors import ApiError, error_body
+from topics_server.errors import ApiError, error_body, invalid_request
 from topics_server.settings import Settings
+from topics_server.storage.sqlite import StoreCorrupt
 
 __all__ = ["create_app"]
 
@@ -74,19 +79,98 @@ def _route(path: str, **handlers: Handler) -> Route:
     return Route(path, dispatch, methods=list(handlers))
 
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Starlette:
+async def _recover(engine: Engine, on_fatal: Callable[[str], None] | None) -> None:
+    try:
+        await asyncio.to_thread(engine.recover)
+    except StoreCorrupt as exc:
+        if on_fatal is None:
+            raise
+        on_fatal(str(exc))
+        return
+    engine.ready = True
+
+
+class ReadinessGate:
+    """Pure ASGI: while the engine recovers, everything but the probes is 503."""
+
+    PROBES = frozenset(("/v0/health", "/healthz", "/v0/ready", "/readyz"))
+
+    def __init__(self, app: ASGIApp, engine: Engine) -> None:
+        self.app = app
+        self.engine = engine
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.engine.ready or scope["path"] in self.PROBES:
+            await self.app(scope, receive, send)
+            return
+        error = ApiError(
+            503,
+            "not_ready",
+            "the server is recovering its state",
+            {"replay_progress": round(self.engine.recovery_progress, 3)},
+        )
+        await _render(error)(scope, receive, send)
+
+
+class EncodedSlashes:
+    """Pure ASGI: a name segment holding an encoded ``/`` (``%2F``) is a bad name.
+
+    The server decodes the whole path before routing, so ``a%2Fb`` would look
+    like two segments and miss every route. Names can never contain ``/``, so
+    answer as the contract does for any invalid name: 400 where the request
+    would create it, 404 ``topic_not_found``/``router_not_found`` for look-ups.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw: bytes = scope.get("raw_path") or b""
+        if scope["type"] != "http" or b"%2f" not in raw.lower():
+            await self.app(scope, receive, send)
+            return
+        parts = raw.split(b"?", 1)[0].split(b"/")
+        if len(parts) < 4 or parts[1] != b"v0" or parts[2] not in (b"topics", b"routers"):
+            await self.app(scope, receive, send)
+            return
+        name = unquote(parts[3].decode("latin-1"))
+        kind = "topic" if parts[2] == b"topics" else "router"
+        creates = len(parts) == 4 and scope["method"] in (
+            ("PUT", "POST") if kind == "topic" else ("PUT",)
+        )
+        if creates:
+            error = invalid_request(f"invalid {kind} name {name!r}", **{kind: name})
+        else:
+            error = ApiError(
+                404, f"{kind}_not_found", f"{kind} {name!r} does not exist", {kind: name}
+            )
+        await _render(error)(scope, receive, send)
+
+
+def create_app(
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    on_fatal: Callable[[str], None] | None = None,
+) -> Starlette:
+    """The ASGI app; ``on_fatal`` is told when recovery finds the store unusable."""
     settings = settings or Settings()
     engine = engine or Engine(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.ready = True
-        app.state.replay_progress = 1.0
+        recovery = None
+        if engine.store is not None:
+            engine.store.start(asyncio.get_running_loop())
+            # serve probes while the state is rebuilt: /v0/ready says not_ready until then
+            recovery = asyncio.create_task(_recover(engine, on_fatal))
         try:
             yield
         finally:
             engine.begin_shutdown()
-            await engine.store.close()
+            if recovery is not None and not recovery.done():
+                recovery.cancel()
+            if engine.store is not None:
+                await engine.store.close()
 
     routes = [
         _route("/v0/health", GET=health.health),
@@ -108,14 +192,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(EncodedSlashes), Middleware(ReadinessGate, engine=engine)],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
             Exception: _internal,
         },
     )
+    app.router.redirect_slashes = False  # an unknown path is 404, never a redirect
     app.state.settings = settings
     app.state.engine = engine
-    app.state.ready = False
-    app.state.replay_progress = 0.0
     return app

@@ -28,8 +28,8 @@ def _gauges(engine: Engine, uptime_ms: int) -> dict[str, Any]:
         "queue_leases_in_flight": engine.leases_in_flight(),
         "sse_connections": engine.sse_connections,
         "watch_sessions": engine.watch_session_count(),
-        "ready": 1,
-        "replay_progress": 1.0,
+        "ready": int(engine.ready),
+        "replay_progress": engine.recovery_progress,
         "uptime_ms": uptime_ms,
     }
 
@@ -41,7 +41,7 @@ def metrics_json(engine: Engine, uptime_ms: int) -> dict[str, Any]:
     for cls in DURABILITIES:
         out[f"topics_{cls}"] = by_class[cls]
     out.update(g)
-    out["ready"] = True
+    out["ready"] = engine.ready
     return out
 
 

@@ -19,6 +19,7 @@ import uvicorn
 from topics_server.app import create_app
 from topics_server.engine.engine import Engine
 from topics_server.settings import Settings, SettingsError
+from topics_server.storage.sqlite import DataDirLocked, SqliteStore, StoreCorrupt, data_dir_lock
 
 __all__ = ["check_bind_safety", "run", "serve"]
 
@@ -80,12 +81,26 @@ class _Server(uvicorn.Server):
 
 async def serve(settings: Settings, announce: bool = True) -> None:
     check_bind_safety(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = Engine(settings)
-    app = create_app(settings, engine)
+    try:
+        with data_dir_lock(settings.data_dir):
+            store = SqliteStore(settings.data_dir)
+            await _serve(settings, Engine(settings, store), announce)
+    except (DataDirLocked, StoreCorrupt) as exc:
+        raise SettingsError(str(exc)) from None
+
+
+async def _serve(settings: Settings, engine: Engine, announce: bool) -> None:
+    fatal: list[str] = []
+    server: _Server | None = None
+
+    def on_fatal(message: str) -> None:
+        fatal.append(message)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, engine, on_fatal=on_fatal)
     sock = _bind(settings)
     host, port = sock.getsockname()[:2]
-    settings = settings.replace(port=port)
     config = uvicorn.Config(
         app,
         loop="none",
@@ -110,12 +125,16 @@ async def serve(settings: Settings, announce: bool = True) -> None:
                 await task
                 raise
         if announce:
+            for warning in settings.warnings:
+                print(f"topics serve: warning: {warning}", file=sys.stderr, flush=True)
             print(
                 f"topics serving http://{hostport}/v0 (data: {settings.data_dir})",
                 file=sys.stderr,
                 flush=True,
             )
     await task
+    if fatal:
+        raise SettingsError(fatal[0])
 
 
 def run(settings: Settings) -> int:

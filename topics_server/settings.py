@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,17 @@ _POSITIVE = {
     "max_claim",
     "max_watch_topics",
 }
+# SPEC §13: resource caps read an unparsable value as the default (with a warning);
+# every other setting refuses to start on a bad value.
+_LENIENT = {
+    "max_topics",
+    "max_routers",
+    "max_watch_sessions",
+    "max_sse_connections",
+    "max_sse_connections_per_key",
+    "max_inflight_per_key",
+    "max_total_bytes",
+}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -80,7 +91,7 @@ class Settings:
     max_sse_connections_per_key: int = 1000
     max_inflight_per_key: int = 1000
     max_total_bytes: int = 0
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -114,9 +125,20 @@ class Settings:
         values["api_keys"] = env.get("TOPICS_API_KEYS", "")
         values["allow_insecure_no_auth"] = _parse_flag(env, "TOPICS_ALLOW_INSECURE_NO_AUTH")
         values["probe_auth"] = _parse_flag(env, "TOPICS_PROBE_AUTH")
+        warnings: list[str] = []
         for name, (var, default) in _INT_ENV.items():
             text = env.get(var, "").strip()
-            values[name] = default if not text else _parse_uint(text, var)
+            if not text:
+                values[name] = default
+            elif name in _LENIENT:
+                try:
+                    values[name] = _parse_uint(text, var)
+                except SettingsError as exc:
+                    warnings.append(f"{exc}; using the default {default}")
+                    values[name] = default
+            else:
+                values[name] = _parse_uint(text, var)
+        values["warnings"] = tuple(warnings)
 
         for key, value in overrides.items():
             if value is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -268,11 +267,3 @@ def test_zero_disables_resource_caps(server_factory: Callable[..., ServerProcess
     with httpx.Client(base_url=proc.url, timeout=30.0) as http:
         for _ in range(3):
             write(http, unique(), [{"data": "x" * 1000}], status=201)
-
-
-def test_port_file_reports_bound_address(server: ServerProcess) -> None:
-    """§15: TOPICS_PORT=0 binds an ephemeral port; the port file holds host:port."""
-    port_file = Path(server.data_dir.parent / f"{server.data_dir.name}.port")
-    text = port_file.read_text().strip()
-    assert text == f"127.0.0.1:{server.port}"
-    assert server.port > 0

@@ -614,3 +614,14 @@ def test_byte_accounting_per_value(http: httpx.Client, topic: str, data: Any) ->
 def test_bytes_count_meta_only_when_present(http: httpx.Client, topic: str) -> None:
     write(http, topic, [{"data": 1}, {"data": 1, "meta": {}}, {"data": 1, "meta": {"a": "é"}}])
     assert state(http, topic)["bytes"] == 1 + (1 + 2) + (1 + len('{"a":"é"}'.encode()))
+
+
+def test_deleted_records_use_no_capacity(http: httpx.Client, topic: str) -> None:
+    """§5.3: under discard:"old", deleted records use no capacity."""
+    put_topic(http, topic, {"cap_records": 3}, status=201)
+    write(http, topic, [{"data": 1, "tag": "a"}, {"data": 2, "tag": "b"}, {"data": 3, "tag": "c"}])
+    ok(http.post(f"/v0/topics/{topic}/delete", json={"match": "b"}))
+    write(http, topic, [{"data": 4}])
+    got = state(http, topic)
+    assert (got["count"], got["earliest_seq"], got["head_seq"]) == (3, 1, 4)
+    assert [r["data"] for r in diff(http, topic)["records"]] == [1, 3, 4]

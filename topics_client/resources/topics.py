@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from .._base import Call, bool_param, path
 from .._http import httpx
@@ -20,9 +20,13 @@ from .._models import (
     TopicSummary,
     WriteResult,
 )
-from .._replay import DEFAULT_FOLLOW_WAIT_MS, DEFAULT_REPLAY_LIMIT, AsyncReplay, GapPolicy, Replay
-from .._replay import ReplayState as _ReplayState
 from ._resource import AsyncResource, SyncResource, json_parser
+
+if TYPE_CHECKING:  # replay is imported on first use: a one-record put never needs it
+    from .._replay import AsyncReplay, GapPolicy, Replay, ReplayState
+
+DEFAULT_REPLAY_LIMIT = 1000
+DEFAULT_FOLLOW_WAIT_MS = 30_000
 
 __all__ = ["AsyncTopics", "ConfigParams", "Match", "NodeFilter", "RecordInput", "Topics"]
 
@@ -159,8 +163,10 @@ def _replay_state(
     limit: int,
     wait_ms: int,
     on_gap: GapPolicy,
-) -> _ReplayState:
-    return _ReplayState(
+) -> ReplayState:
+    from .._replay import ReplayState
+
+    return ReplayState(
         topic,
         from_seq,
         until_seq=until_seq,
@@ -328,6 +334,8 @@ class Topics(SyncResource):
             "include_meta": include_meta,
             "max_batch_bytes": max_batch_bytes,
         }
+        from .._replay import Replay
+
         return Replay(self, state, since_ms=since, diff_options=options)
 
 
@@ -473,4 +481,6 @@ class AsyncTopics(AsyncResource):
             "include_meta": include_meta,
             "max_batch_bytes": max_batch_bytes,
         }
+        from .._replay import AsyncReplay
+
         return AsyncReplay(self, state, since_ms=since, diff_options=options)

@@ -30,12 +30,12 @@ async def ready(request: Request) -> Response:
     engine = engine_of(request)
     if engine.shutting_down:
         raise ApiError(503, "shutting_down", "the server is shutting down", retry_after=1)
-    if not request.app.state.ready:
+    if not engine.ready:
         raise ApiError(
             503,
             "not_ready",
             "the server is recovering its state",
-            {"replay_progress": request.app.state.replay_progress},
+            {"replay_progress": round(engine.recovery_progress, 3)},
             retry_after=1,
         )
     body = {"status": "ready", "wal_replay_complete": True, "topics": len(engine.topics)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from array import array
 from typing import Any
 
 import orjson
@@ -10,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from topics_server.api.common import engine_of, read_json, settings_of
+from topics_server.engine.chunks import Payload
 from topics_server.engine.config import TopicConfig, parse_config
-from topics_server.engine.engine import DiffRequest
+from topics_server.engine.engine import Batch, DiffRequest
 from topics_server.engine.predicates import parse_predicate
-from topics_server.engine.records import Pending, to_wire
+from topics_server.engine.records import to_wire
 from topics_server.errors import ApiError, invalid_request
 from topics_server.settings import Settings
 from topics_server.wire import (
@@ -29,8 +31,11 @@ from topics_server.wire import (
 __all__ = ["delete_records", "diff", "parse_batch", "write"]
 
 
-def parse_batch(raw: Any, settings: Settings, batch_node: str | None) -> list[Pending]:
-    """Validate ``records`` into engine records; the first offence is the answer."""
+def parse_batch(raw: Any, settings: Settings, batch_node: str | None) -> Batch:
+    """Validate ``records`` into a batch (sizes + payload columns).
+
+    The first offence is the answer; nothing of a rejected batch is kept.
+    """
     if type(raw) is not list:
         raise invalid_request("records must be an array", field="records")
     n = len(raw)
@@ -45,8 +50,12 @@ def parse_batch(raw: Any, settings: Settings, batch_node: str | None) -> list[Pe
         )
     dumps = orjson.dumps
     max_record = settings.max_record_bytes
-    out: list[Pending] = []
-    append = out.append
+    max_tag, max_node = settings.max_tag_bytes, settings.max_node_bytes
+    sizes: list[int] = []
+    datas: list[str] = []
+    metas: list[str | None] | None = None
+    tags: list[str | None] | None = None
+    nodes: list[str | None] | None = None if batch_node is None else [batch_node] * n
     for i, item in enumerate(raw):
         if type(item) is not dict:
             raise invalid_request(f"records[{i}] must be an object", index=i)
@@ -56,21 +65,25 @@ def parse_batch(raw: Any, settings: Settings, batch_node: str | None) -> list[Pe
         # a fresh large allocation each, a str comes from the small-object pool
         encoded = dumps(item["data"])
         size = len(encoded)
-        data = encoded.decode()
-        meta = item.get("meta")
-        meta_text = None
-        if meta is not None:
+        datas.append(encoded.decode())
+        if (meta := item.get("meta")) is not None:
             encoded = _meta(meta, i, settings)
             size += len(encoded)
-            meta_text = encoded.decode()
-        tag = item.get("tag")
-        if tag is not None:
-            as_str(tag, f"records[{i}].tag", settings.max_tag_bytes)
-        node = item.get("node")
-        if node is None:
-            node = batch_node
-        else:
-            as_str(node, f"records[{i}].node", settings.max_node_bytes)
+            if metas is None:
+                metas = [None] * i
+            metas.append(encoded.decode())
+        elif metas is not None:
+            metas.append(None)
+        if (tag := item.get("tag")) is not None:
+            as_str(tag, f"records[{i}].tag", max_tag)
+            if tags is None:
+                tags = [None] * n
+            tags[i] = tag
+        if (node := item.get("node")) is not None:
+            as_str(node, f"records[{i}].node", max_node)
+            if nodes is None:
+                nodes = [None] * n
+            nodes[i] = node
         if size > max_record:
             raise ApiError(
                 400,
@@ -78,8 +91,8 @@ def parse_batch(raw: Any, settings: Settings, batch_node: str | None) -> list[Pe
                 f"records[{i}] is {size} bytes; the limit is {max_record}",
                 {"index": i, "bytes": size, "max": max_record},
             )
-        append((node, tag, data, meta_text, size, 0))
-    return out
+        sizes.append(size)
+    return array("I", sizes), Payload(datas, metas, nodes, tags, None)
 
 
 def _meta(meta: Any, i: int, settings: Settings) -> bytes:

@@ -26,7 +26,7 @@ async def put_topic(request: Request) -> Response:
     name: str = request.path_params["topic"]
     body = await read_json(request, empty_as_object=True)
     config = parse_config(body, name, field="body")
-    log, created = engine_of(request).put_topic(name, config)
+    log, created = await engine_of(request).put_topic(name, config)
     return json_response(
         {"topic": name, "created": created, "config": log.config.to_json()},
         started,
@@ -134,5 +134,5 @@ async def delete_topic(request: Request) -> Response:
     started = time.perf_counter()
     name: str = request.path_params["topic"]
     if_empty = query_bool(request.query_params, "if_empty", False)
-    deleted, routers = engine_of(request).delete_topic(name, if_empty)
+    deleted, routers = await engine_of(request).delete_topic(name, if_empty)
     return json_response({"topic": name, "deleted": deleted, "routers_removed": routers}, started)

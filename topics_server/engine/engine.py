@@ -1,8 +1,18 @@
 """The engine: the registry of topics and the operations of the log core.
 
-Every operation runs on the event loop; the only suspension points are the
-store commit of a write and a long-poll wait. That keeps each topic's state
-changes atomic without locks.
+Every operation runs on the event loop. The only suspension points are store
+commits and long-poll waits, and a topic's in-memory state changes only
+between them, so no locks are needed.
+
+Durability classes (SPEC §14) decide what a write waits for:
+
+========== ============================================================
+ephemeral  nothing: records live in memory only (seq reservations are
+           persisted in blocks so seqs are never reused)
+memory     handed to the store's writer queue; the ack does not wait
+disk       committed to the store (no fsync) before the ack
+fsync      committed and fsynced before the ack (group commit)
+========== ============================================================
 """
 
 from __future__ import annotations
@@ -10,25 +20,33 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sortedcontainers import SortedDict
 
-from topics_server.engine.config import TopicConfig
+from topics_server.engine.chunks import Payload
+from topics_server.engine.config import TopicConfig, parse_config
 from topics_server.engine.idempotency import IdempotencyEntry
 from topics_server.engine.log import ReadResult, TopicLog, Totals
 from topics_server.engine.names import is_topic_name
 from topics_server.engine.predicates import TagPredicate
-from topics_server.engine.records import Pending
 from topics_server.errors import ApiError, invalid_request, throttled, topic_not_found
 from topics_server.settings import Settings
-from topics_server.storage.base import Store
-from topics_server.storage.memory import MemoryStore
+from topics_server.storage.sqlite import RecoveredTopic, SqliteStore
 from topics_server.wire import now_ms
 
-__all__ = ["DiffRequest", "Engine", "WriteOutcome"]
+__all__ = ["Batch", "DiffRequest", "Engine", "WriteOutcome"]
+
+# An ephemeral topic persists its seq reservation this far ahead of the head.
+RESERVE_BLOCK = 1 << 16
+
+Batch = tuple["array[int]", Payload]
+Committed = (
+    asyncio.Future[tuple[float, float]] | None
+)  # (sizes, payload columns) of a validated write
 
 
 @dataclass(slots=True)
@@ -55,17 +73,77 @@ class DiffRequest:
 
 
 class Engine:
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings, store: SqliteStore | None = None) -> None:
         self.settings = settings
-        self.store: Store = store or MemoryStore()
+        self.store = store
         self.topics: SortedDict[str, TopicLog] = SortedDict()
         self.totals = Totals()
         self.started = time.monotonic()
         self.shutting_down = False
-        self._next_instance = 1
+        self.ready = store is None
+        self.recovery_progress = 1.0 if store is None else 0.0
         self.sse_connections = 0
+        self._next_instance = 1
+        self._reserved: dict[int, int] = {}  # ephemeral topics: instance -> persisted reservation
         # called with the topic name whenever a topic is removed; routers hook in here
         self.on_topic_removed: list[Callable[[str], list[str]]] = []
+
+    # -- recovery ---------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Rebuild every topic from the store (run in a worker thread at start-up)."""
+        store = self.store
+        if store is None:
+            return
+        now = now_ms()
+        total = max(store.topic_count(), 1)
+        self._next_instance = store.next_instance()
+        for done, topic in enumerate(store.recover(now), start=1):
+            self._restore(topic, now)
+            self.recovery_progress = done / total
+        store.prune_idempotency(now)
+        self.recovery_progress = 1.0
+
+    def _restore(self, row: RecoveredTopic, now: int) -> None:
+        assert self.store is not None
+        config = parse_config(row.config, row.name)
+        log = TopicLog(row.name, row.instance, config, self.totals)
+        log.load_payloads = self.store.load_payloads
+        log.evict_floor = row.evict_floor
+        log.cap_hi, log.ttl_hi, log.trim_hi = row.cap_hi, row.ttl_hi, row.trim_hi
+        log.last_ts = row.last_ts
+        log.last_write_ts = row.last_write_ts
+        head = max(row.head, row.reserved)
+        if config.durability == "ephemeral":
+            # its records are gone; every reader below the old head gets a tombstone
+            self.store.discard_records(row.instance)
+            log.head = log.assigned = head
+            log.evict_floor = head + 1
+            self._reserved[row.instance] = row.reserved
+            front = head + 1
+        else:
+            log.head = log.assigned = max(head, row.chunks[-1].last if row.chunks else 0)
+            log.chunks = [c for c in row.chunks if c.last >= row.front]
+            log.deleted = row.deleted
+            front = row.front
+        count = size = 0
+        for chunk in log.chunks:
+            for i, rsize in enumerate(chunk.sizes):
+                seq = chunk.first + i
+                if seq >= front and seq not in log.deleted:
+                    count += 1
+                    size += rsize
+        log.count, log.bytes = count, size
+        self.totals.records += count
+        self.totals.bytes += size
+        if log.chunks:
+            log.pos = max(front - log.chunks[0].first, 0)
+            log._settle_front()
+        log.persisted_front = log.earliest_seq
+        for key, first, last, head_seq, expires in row.idempotency:
+            entry = IdempotencyEntry(expires, first, last, head_seq)
+            log.idempotency.put(key, entry)
+        self.topics[row.name] = log
 
     # -- lookup -------------------------------------------------------------
 
@@ -74,6 +152,7 @@ class Engine:
         log: TopicLog | None = self.topics.get(name)
         if log is not None:
             log.apply_retention(now_ms() if now is None else now)
+            self._sync_front(log)
         return log
 
     def require(self, name: str, now: int | None = None) -> TopicLog:
@@ -109,6 +188,34 @@ class Engine:
     def mark_read(self, log: TopicLog, now: int) -> None:
         log.last_read_ts = now
 
+    # -- persistence helpers ----------------------------------------------------
+
+    def _persistent(self, log: TopicLog) -> bool:
+        return self.store is not None and log.config.durability != "ephemeral"
+
+    def _sync_front(self, log: TopicLog) -> None:
+        """Hand a moved front (eviction, prefix delete) to the store, then cool."""
+        store = self.store
+        if store is None:
+            return
+        front = log.earliest_seq
+        if front > log.persisted_front:
+            log.persisted_front = front
+            store.move_front(
+                log.instance_id,
+                front,
+                log.evict_floor,
+                (log.cap_hi, log.ttl_hi, log.trim_hi),
+                fsync=False,
+                wait=False,
+            )
+        log.cool()
+
+    async def _await(
+        self, future: asyncio.Future[tuple[float, float]] | None
+    ) -> tuple[float, float]:
+        return (0.0, 0.0) if future is None else await future
+
     # -- topic lifecycle (SPEC §2) --------------------------------------------
 
     def _new_log(self, name: str, config: TopicConfig) -> TopicLog:
@@ -119,18 +226,27 @@ class Engine:
             raise throttled("max_topics", limit, f"the server holds its maximum of {limit} topics")
         log = TopicLog(name, self._next_instance, config, self.totals)
         self._next_instance += 1
+        if self.store is not None:
+            log.load_payloads = self.store.load_payloads
         return log
 
-    def _register(self, log: TopicLog) -> None:
+    def _register(self, log: TopicLog) -> Committed:
+        """Make a new topic visible at once; its persistence is queued (awaited by callers)."""
         self.topics[log.name] = log
-        self.store.topic_saved(log)
+        return self._save(log)
 
-    def put_topic(self, name: str, config: TopicConfig) -> tuple[TopicLog, bool]:
+    def _save(self, log: TopicLog) -> Committed:
+        if self.store is None:
+            return None
+        config = log.config.to_json()
+        return self.store.save_topic(log.name, log.instance_id, config, self._next_instance)
+
+    async def put_topic(self, name: str, config: TopicConfig) -> tuple[TopicLog, bool]:
         """Create, or replace the config of, a topic (full replacement over defaults)."""
         log = self.get(name)
         if log is None:
             log = self._new_log(name, config)
-            self._register(log)
+            await self._await(self._register(log))
             return log, True
         if log.config.type != config.type:
             raise ApiError(
@@ -139,12 +255,28 @@ class Engine:
                 f"topic {name!r} is a {log.config.type}; its type cannot change",
                 {"topic": name, "existing_type": log.config.type, "requested_type": config.type},
             )
+        was_ephemeral = log.config.durability == "ephemeral"
         log.config = config
         log.apply_retention(now_ms())
-        self.store.topic_saved(log)
+        self._sync_front(log)
+        await self._await(self._save(log))
+        if was_ephemeral and self._persistent(log):
+            await self._flush_unstored(log)
         return log, False
 
-    def delete_topic(self, name: str, if_empty: bool) -> tuple[bool, list[str]]:
+    async def _flush_unstored(self, log: TopicLog) -> None:
+        """A topic leaving ``ephemeral``: its in-memory records go to the store now."""
+        assert self.store is not None
+        last = None
+        for chunk in log.chunks[log.lo :]:
+            if not chunk.stored and chunk.payload is not None:
+                last = self.store.append(log.instance_id, chunk, None, fsync=False, wait=True)
+        await self._await(last)
+        deleted = sorted(s for s in log.deleted if s >= log.earliest_seq)
+        if deleted:
+            await self._await(self.store.mark_deleted(log.instance_id, deleted, False, True))
+
+    async def delete_topic(self, name: str, if_empty: bool) -> tuple[bool, list[str]]:
         log = self.get(name)
         if log is None:
             return False, []
@@ -159,11 +291,12 @@ class Engine:
         log.removed = True
         self.totals.records -= log.count
         self.totals.bytes -= log.bytes
-        self.store.topic_dropped(log)
         log.notify()
         removed: list[str] = []
         for hook in self.on_topic_removed:
             removed.extend(hook(name))
+        if self.store is not None:
+            await self._await(self.store.drop_topic(log.instance_id))
         return True, sorted(removed)
 
     # -- writes (SPEC §3) -----------------------------------------------------
@@ -171,7 +304,7 @@ class Engine:
     async def write(
         self,
         name: str,
-        batch: list[Pending],
+        batch: Batch,
         *,
         create: bool | None = None,
         config: TopicConfig | None = None,
@@ -190,7 +323,7 @@ class Engine:
             entry = log.idempotency.get(idempotency_key, now)
             if entry is not None:
                 if entry.pending is not None:
-                    await entry.pending
+                    await asyncio.shield(entry.pending)
                     return await self.write(name, batch, idempotency_key=idempotency_key)
                 return WriteOutcome(
                     entry.first_seq,
@@ -200,42 +333,68 @@ class Engine:
                     created=False,
                     deduped=True,
                 )
-        incoming = sum([p[4] for p in batch])
-        self._check_capacity(log, len(batch), incoming)
-        if created:
-            self._register(log)
+        sizes, payload = batch
+        self._check_capacity(log, len(sizes), sum(sizes))
+        saved = self._register(log) if created else None
 
         entry = None
+        expires = now + log.config.idempotency_window_ms
         if idempotency_key is not None:
-            entry = IdempotencyEntry(expires_at=now + log.config.idempotency_window_ms)
-            entry.pending = _loop_future()
+            entry = IdempotencyEntry(expires_at=expires)
+            entry.pending = asyncio.get_running_loop().create_future()
             log.idempotency.put(idempotency_key, entry)
-        first, last = log.append(batch, now)
+        chunk = log.assign(sizes, payload, now)
         try:
-            timing = await self.store.append(log, first, last)
+            await self._await(saved)
+            timing = await self._persist_append(log, chunk, idempotency_key, expires)
         except BaseException:
-            # nothing was acknowledged: take the records back out of sight
-            log.delete_seqs(range(first, last + 1))
+            log.abandon(chunk)  # nothing was acknowledged: nothing is published
             if entry is not None:
                 assert idempotency_key is not None
                 log.idempotency.discard(idempotency_key)
                 _resolve(entry)
             raise
+        log.publish(chunk, now)
         log.enforce_caps()
+        self._sync_front(log)
         if entry is not None:
-            entry.first_seq, entry.last_seq, entry.head_seq = first, last, log.head
+            entry.first_seq, entry.last_seq, entry.head_seq = chunk.first, chunk.last, log.head
             _resolve(entry)
         log.notify()
         return WriteOutcome(
-            first,
-            last,
+            chunk.first,
+            chunk.last,
             log.head,
-            len(batch),
+            len(sizes),
             created=created,
             deduped=False,
             wal_append_ms=timing[0],
             fsync_ms=timing[1],
         )
+
+    async def _persist_append(
+        self, log: TopicLog, chunk: Any, key: str | None, expires: int
+    ) -> tuple[float, float]:
+        store = self.store
+        if store is None:
+            return 0.0, 0.0
+        durability = log.config.durability
+        if durability == "ephemeral":
+            reserved = self._reserved.get(log.instance_id, 0)
+            if chunk.last > reserved:
+                reserved = chunk.last + RESERVE_BLOCK
+                self._reserved[log.instance_id] = reserved
+                await self._await(store.reserve(log.instance_id, reserved))
+            return 0.0, 0.0
+        started = time.perf_counter()
+        wait = durability != "memory"
+        persisted_key = (key, expires) if key is not None and wait else None
+        future = store.append(
+            log.instance_id, chunk, persisted_key, fsync=durability == "fsync", wait=wait
+        )
+        if future is None:
+            return (time.perf_counter() - started) * 1000, 0.0
+        return await future
 
     def _check_capacity(self, log: TopicLog, n: int, incoming: int) -> None:
         config = log.config
@@ -255,8 +414,10 @@ class Engine:
                         "bytes": incoming,
                     },
                 )
-            if (config.cap_records and log.count + n > config.cap_records) or (
-                config.cap_bytes and log.bytes + incoming > config.cap_bytes
+            count = log.count + log.pending_count
+            size = log.bytes + log.pending_bytes
+            if (config.cap_records and count + n > config.cap_records) or (
+                config.cap_bytes and size + incoming > config.cap_bytes
             ):
                 raise ApiError(
                     422,
@@ -291,6 +452,7 @@ class Engine:
             woke = await log.wait_change(request.wait_ms / 1000)
             if woke and not log.removed:
                 log.apply_retention(now_ms())
+                self._sync_front(log)
                 result = log.read(
                     request.from_seq, request.limit, request.max_batch_bytes, request.nodes
                 )
@@ -302,14 +464,43 @@ class Engine:
         self, name: str, before_seq: int | None, predicate: TagPredicate | None
     ) -> tuple[TopicLog, int]:
         log = self.require(name)
-        if predicate is not None:
-            deleted = log.delete_matching(predicate, before_seq)
-        else:
+        if predicate is None:
             assert before_seq is not None
-            deleted = log.delete_before(before_seq)
-        if deleted:
-            await self.store.records_deleted(log)
-        return log, deleted
+            deleted = len(log.delete_before(before_seq))
+            self._sync_front(log)
+            await self._settle_persisted(log)
+            return log, deleted
+        bound = log.head + 1 if before_seq is None else min(before_seq, log.head + 1)
+        victims = log.hot_tag_matches(predicate, bound)
+        if self.store is not None:
+            victims.extend(self.store.tag_matches(log.instance_id, predicate, bound))
+        done = log.delete_seqs(victims)
+        if done and self.store is not None:
+            durability = log.config.durability
+            wait = durability in ("disk", "fsync")
+            future = self.store.mark_deleted(
+                log.instance_id, done, fsync=durability == "fsync", wait=wait
+            )
+            self._sync_front(log)
+            await self._await(future)
+        return log, len(done)
+
+    async def _settle_persisted(self, log: TopicLog) -> None:
+        """Wait until the store holds this topic's front (durable classes only)."""
+        store = self.store
+        if store is None or log.config.durability not in ("disk", "fsync"):
+            return
+        front = log.earliest_seq
+        await self._await(
+            store.move_front(
+                log.instance_id,
+                front,
+                log.evict_floor,
+                (log.cap_hi, log.ttl_hi, log.trim_hi),
+                fsync=log.config.durability == "fsync",
+                wait=True,
+            )
+        )
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -325,10 +516,6 @@ class Engine:
             "records_live": self.totals.records,
             "bytes_live": self.totals.bytes,
         }
-
-
-def _loop_future() -> asyncio.Future[None]:
-    return asyncio.get_running_loop().create_future()
 
 
 def _resolve(entry: IdempotencyEntry) -> None:

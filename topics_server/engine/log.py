@@ -1,13 +1,14 @@
-"""One topic instance: its records, watermarks, retention and tombstones.
+"""One topic instance: its chunks, watermarks, retention and tombstones.
 
-The records of the instance sit in one list in ascending seq order. ``lo`` marks
-the first entry still present; everything before it was evicted or deleted and
-is dropped from the list at the next compaction. A delete in the middle only
-adds the seq to ``deleted`` until compaction, so removal stays O(1) amortised.
+The log is a list of :class:`~topics_server.engine.chunks.Chunk` in seq order.
+``(lo, pos)`` is the front: the record ``chunks[lo].first + pos`` is the first
+live one, everything before it was evicted or deleted. A delete in the middle
+only adds the seq to ``deleted``; the front skips such seqs as it passes them.
 
 Watermarks (SPEC §5.1):
 
-* ``head`` - the highest assigned seq;
+* ``head`` - the highest *published* seq (committed per the topic's class);
+  ``assigned`` runs ahead of it while writes wait for their commit;
 * ``earliest_seq`` - the first live seq, ``head + 1`` when none is live;
 * ``evict_floor`` - one past the highest seq lost *involuntarily* (cap, TTL,
   router source trim). Deletes never move it. A reader whose cursor is below
@@ -17,24 +18,33 @@ Watermarks (SPEC §5.1):
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_right
+from array import array
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sortedcontainers import SortedDict
 
+from topics_server.engine.chunks import Chunk, Payload
 from topics_server.engine.config import TopicConfig
 from topics_server.engine.idempotency import IdempotencyTable
 from topics_server.engine.predicates import TagPredicate
-from topics_server.engine.records import SEQ, SIZE, TAG, TS, Pending, Record, record_key
 
-__all__ = ["ReadResult", "TopicLog", "Totals"]
+__all__ = ["HOT_RECORDS", "ReadResult", "TopicLog", "Totals", "WireRecord"]
 
 # A read that only skips (deleted or node-filtered records) stops after this many
 # examined seqs so one request never walks an unbounded log (SPEC §4.2 allows it).
 SCAN_BUDGET = 65_536
+# Payloads kept in memory per topic once they are safely in the store.
+HOT_RECORDS = 8192
+HOT_BYTES = 8 << 20
+
+# (seq, ts, node, tag, data, meta) of a record being delivered
+WireRecord = tuple[int, int, str | None, str | None, str, str | None]
+# fetch cold payloads: (instance id, first seq from, first seq to) -> {first: payload}
+PayloadLoader = Callable[[int, int, int], dict[int, Payload]]
 
 
 class Totals:
@@ -49,7 +59,7 @@ class Totals:
 
 @dataclass(slots=True)
 class ReadResult:
-    records: list[Record]
+    records: list[WireRecord]
     next_from_seq: int
     head_seq: int
     earliest_seq: int
@@ -61,35 +71,53 @@ class ReadResult:
         return self.next_from_seq == self.head_seq
 
 
+def _last(chunk: Chunk) -> int:
+    return chunk.last
+
+
+def _first(chunk: Chunk) -> int:
+    return chunk.first
+
+
 class TopicLog:
     def __init__(self, name: str, instance_id: int, config: TopicConfig, totals: Totals) -> None:
         self.name = name
         self.instance_id = instance_id
         self.config = config
         self.totals = totals
-        self.records: list[Record] = []
+        self.chunks: list[Chunk] = []
         self.lo = 0
-        self.deleted: set[int] = set()  # deleted seqs still in the list at or after lo
+        self.pos = 0
+        self.deleted: set[int] = set()  # deleted seqs at or after the front
         self.head = 0
+        self.assigned = 0
         self.evict_floor = 1
         self.count = 0
         self.bytes = 0
+        self.pending_count = 0  # assigned, not yet published
+        self.pending_bytes = 0
         self.cap_hi = 0  # highest seq evicted by a cap
         self.ttl_hi = 0  # highest seq expired by TTL
         self.trim_hi = 0  # highest seq lost by a router source trim
         self.last_ts = 0
         self.last_write_ts: int | None = None
         self.last_read_ts: int | None = None
-        self.tags: SortedDict[str, deque[int]] = SortedDict()  # tag -> seqs, ascending
+        self.hot_records = 0
+        self.hot_bytes = 0
+        self.tags: SortedDict[str, deque[int]] = SortedDict()  # hot records' tags -> seqs
         self.idempotency = IdempotencyTable()
         self.waiters: list[asyncio.Future[None]] = []
         self.removed = False
+        self.persisted_front = 1  # the front as last handed to the store
+        self.load_payloads: PayloadLoader | None = None
 
     # -- watermarks ---------------------------------------------------------
 
     @property
     def earliest_seq(self) -> int:
-        return self.records[self.lo][SEQ] if self.lo < len(self.records) else self.head + 1
+        if self.lo < len(self.chunks):
+            return self.chunks[self.lo].first + self.pos
+        return self.head + 1
 
     # -- notification -------------------------------------------------------
 
@@ -101,7 +129,7 @@ class TopicLog:
                 fut.set_result(None)
 
     async def wait_change(self, timeout: float) -> bool:
-        """Park until the next append (or removal); False on timeout."""
+        """Park until the next publication (or removal); False on timeout."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiters.append(fut)
         try:
@@ -117,42 +145,108 @@ class TopicLog:
 
     # -- writes -------------------------------------------------------------
 
-    def append(self, batch: list[Pending], now: int) -> tuple[int, int]:
-        """Give ``batch`` its seqs and timestamp and make it live; returns (first, last)."""
+    def assign(self, sizes: array[int], payload: Payload, now: int) -> Chunk:
+        """Reserve seqs and the commit clock for a batch; publish it later."""
         ts = now if now > self.last_ts else self.last_ts
-        first = self.head + 1
-        seq = self.head
-        size = 0
+        chunk = Chunk(self.assigned + 1, ts, sizes, payload, stored=False)
+        self.assigned = chunk.last
+        self.last_ts = ts
+        self.pending_count += len(sizes)
+        self.pending_bytes += sum(sizes)
+        return chunk
+
+    def publish(self, chunk: Chunk, now: int) -> None:
+        """Make an assigned chunk live and visible to every reader."""
+        n = len(chunk)
+        size = sum(chunk.sizes)
+        self.pending_count -= n
+        self.pending_bytes -= size
+        chunks = self.chunks
+        if not chunks or chunks[-1].first < chunk.first:
+            chunks.append(chunk)
+        else:  # a commit that overtook an earlier one: keep seq order
+            chunks.insert(bisect_left(chunks, chunk.first, lo=self.lo, key=_first), chunk)
+        if chunk.last > self.head:
+            self.head = chunk.last
+        self.last_write_ts = now
+        self.count += n
+        self.bytes += size
+        self.totals.records += n
+        self.totals.bytes += size
+        self.hot_records += n
+        self.hot_bytes += size
+        if chunk.payload is not None and chunk.payload.tags is not None:
+            self._index_tags(chunk)
+
+    def abandon(self, chunk: Chunk) -> None:
+        """An assigned chunk failed to commit: it is never published."""
+        self.pending_count -= len(chunk)
+        self.pending_bytes -= sum(chunk.sizes)
+
+    def _index_tags(self, chunk: Chunk) -> None:
+        assert chunk.payload is not None and chunk.payload.tags is not None
         tags = self.tags
-        records = self.records
-        for node, tag, data, meta, rsize, hops in batch:
-            seq += 1
-            records.append((seq, ts, node, tag, data, meta, rsize, hops))
-            size += rsize
+        seq = chunk.first
+        for tag in chunk.payload.tags:
             if tag is not None:
                 index = tags.get(tag)
                 if index is None:
                     tags[tag] = deque((seq,))
                 else:
                     index.append(seq)
-        self.head = seq
-        self.last_ts = ts
-        self.last_write_ts = now
-        self.count += len(batch)
-        self.bytes += size
-        self.totals.records += len(batch)
-        self.totals.bytes += size
-        return first, seq
+            seq += 1
+
+    def _unindex_tag(self, tag: str, seq: int) -> None:
+        index = self.tags.get(tag)
+        if index is None:
+            return
+        if index[0] == seq:
+            index.popleft()
+        else:
+            try:
+                index.remove(seq)
+            except ValueError:
+                return
+        if not index:
+            del self.tags[tag]
+
+    def cool(self) -> None:
+        """Drop payloads the store already holds, oldest first, down to the hot budget."""
+        if self.hot_records <= HOT_RECORDS and self.hot_bytes <= HOT_BYTES:
+            return
+        for chunk in self.chunks[self.lo :]:
+            if self.hot_records <= HOT_RECORDS and self.hot_bytes <= HOT_BYTES:
+                break
+            payload = chunk.payload
+            if payload is None:
+                continue
+            if not chunk.stored:
+                break
+            self._cool_chunk(chunk, payload)
+
+    def _cool_chunk(self, chunk: Chunk, payload: Payload) -> None:
+        chunk.payload = None
+        front = self.earliest_seq
+        deleted = self.deleted
+        tags = payload.tags
+        for i, size in enumerate(chunk.sizes):
+            seq = chunk.first + i
+            if seq < front or seq in deleted:
+                continue  # already out of the hot accounting
+            self.hot_records -= 1
+            self.hot_bytes -= size
+            if tags is not None and (tag := tags[i]) is not None:
+                self._unindex_tag(tag, seq)
 
     # -- retention ----------------------------------------------------------
 
     def apply_retention(self, now: int) -> None:
         """Expire by TTL, then evict while over a cap (``discard: "old"``)."""
-        config = self.config
-        if config.ttl_ms:
-            cutoff = now - config.ttl_ms
-            records = self.records
-            while self.lo < len(records) and records[self.lo][TS] < cutoff:
+        ttl = self.config.ttl_ms
+        if ttl:
+            cutoff = now - ttl
+            chunks = self.chunks
+            while self.lo < len(chunks) and chunks[self.lo].ts < cutoff:
                 self._evict_first("ttl")
         self.enforce_caps()
 
@@ -165,9 +259,7 @@ class TopicLog:
             self._evict_first("cap")
 
     def _evict_first(self, reason: str) -> None:
-        record = self.records[self.lo]
-        self._forget(record)
-        seq = record[SEQ]
+        seq = self._drop_front()
         self.evict_floor = seq + 1
         if reason == "cap":
             self.cap_hi = seq
@@ -175,81 +267,88 @@ class TopicLog:
             self.ttl_hi = seq
         else:
             self.trim_hi = seq
-        self.lo += 1
-        self._advance()
 
-    def _forget(self, record: Record) -> None:
-        """Take a live record out of the counters and the tag index."""
-        size = record[SIZE]
+    def _drop_front(self) -> int:
+        """Take the first live record out; returns its seq."""
+        chunk = self.chunks[self.lo]
+        seq = chunk.first + self.pos
+        self._forget(chunk, self.pos)
+        self.pos += 1
+        self._settle_front()
+        return seq
+
+    def _forget(self, chunk: Chunk, i: int) -> None:
+        """Take record ``i`` of ``chunk`` out of the counters and the tag index."""
+        size = chunk.sizes[i]
         self.count -= 1
         self.bytes -= size
         self.totals.records -= 1
         self.totals.bytes -= size
-        tag = record[TAG]
-        if tag is not None:
-            index = self.tags.get(tag)
-            if index is not None:
-                if index[0] == record[SEQ]:
-                    index.popleft()
-                else:
-                    index.remove(record[SEQ])
-                if not index:
-                    del self.tags[tag]
+        payload = chunk.payload
+        if payload is not None:
+            self.hot_records -= 1
+            self.hot_bytes -= size
+            if payload.tags is not None and (tag := payload.tags[i]) is not None:
+                self._unindex_tag(tag, chunk.first + i)
 
-    def _advance(self) -> None:
-        """Move ``lo`` past deleted records; compact once enough is dead."""
-        records = self.records
+    def _settle_front(self) -> None:
+        """Move the front past deleted seqs and spent chunks; compact the list."""
+        chunks = self.chunks
         deleted = self.deleted
-        if deleted:
-            while self.lo < len(records) and records[self.lo][SEQ] in deleted:
-                deleted.discard(records[self.lo][SEQ])
+        while self.lo < len(chunks):
+            chunk = chunks[self.lo]
+            if self.pos >= len(chunk):
+                # every record of it was forgotten one by one on the way out
+                chunk.payload = None
                 self.lo += 1
-        if self.lo > 4096 and self.lo * 2 > len(records):
-            del records[: self.lo]
+                self.pos = 0
+                continue
+            seq = chunk.first + self.pos
+            if deleted and seq in deleted:
+                deleted.discard(seq)
+                self.pos += 1
+                continue
+            break
+        if self.lo > 64 and self.lo * 2 > len(chunks):
+            del chunks[: self.lo]
             self.lo = 0
-        if len(deleted) > 4096 and len(deleted) * 2 > len(records) - self.lo:
-            self.records = [r for r in records[self.lo :] if r[SEQ] not in deleted]
-            self.lo = 0
-            deleted.clear()
 
     # -- deletes (SPEC §7) --------------------------------------------------
 
-    def delete_seqs(self, seqs: Iterable[int]) -> int:
-        """Delete the given seqs where live; returns how many were deleted."""
-        deleted = 0
-        for seq in seqs:
-            record = self.find(seq)
-            if record is not None:
-                self._delete(record)
-                deleted += 1
-        if deleted:
-            self._advance()
-        return deleted
+    def locate(self, seq: int) -> tuple[Chunk, int] | None:
+        """The chunk and offset of live record ``seq``, if it is live."""
+        if seq < self.earliest_seq or seq > self.head or seq in self.deleted:
+            return None
+        chunks = self.chunks
+        k = bisect_left(chunks, seq, lo=self.lo, key=_last)
+        if k == len(chunks) or chunks[k].first > seq:
+            return None
+        return chunks[k], seq - chunks[k].first
 
-    def delete_before(self, before_seq: int) -> int:
-        deleted = 0
-        records = self.records
-        gone = self.deleted
-        i = self.lo
-        while i < len(records) and records[i][SEQ] < before_seq:
-            if records[i][SEQ] not in gone:
-                self._forget(records[i])
-                deleted += 1
-            i += 1
-        # the deleted records are a prefix: drop them outright
-        for record in records[self.lo : i]:
-            gone.discard(record[SEQ])
-        self.lo = i
-        self._advance()
-        return deleted
+    def delete_seqs(self, seqs: Iterable[int]) -> list[int]:
+        """Delete the given seqs where live; returns the seqs actually deleted."""
+        done: list[int] = []
+        for seq in sorted(set(seqs)):
+            found = self.locate(seq)
+            if found is None:
+                continue
+            chunk, i = found
+            self._forget(chunk, i)
+            self.deleted.add(seq)
+            done.append(seq)
+        if done:
+            self._settle_front()
+        return done
 
-    def delete_matching(self, predicate: TagPredicate, before_seq: int | None) -> int:
-        """Delete tagged records matching ``predicate`` (and ``$seq < before_seq``).
+    def delete_before(self, before_seq: int) -> list[int]:
+        """Delete every live record with ``$seq < before_seq`` (a prefix)."""
+        done: list[int] = []
+        while self.lo < len(self.chunks) and self.earliest_seq < before_seq:
+            done.append(self._drop_front())
+        return done
 
-        Uses the tag index: an ``Eq`` is one look-up, a ``Glob`` a range of
-        tags sharing the prefix; the log itself is never scanned.
-        """
-        bound = self.head + 1 if before_seq is None else min(before_seq, self.head + 1)
+    def hot_tag_matches(self, predicate: TagPredicate, bound: int) -> list[int]:
+        """Seqs ``< bound`` of hot records whose tag matches (index look-up)."""
         if predicate.op == "Eq":
             tags = [predicate.value] if predicate.value in self.tags else []
         else:
@@ -264,21 +363,7 @@ class TopicLog:
                 if seq >= bound:
                     break
                 victims.append(seq)
-        return self.delete_seqs(victims)
-
-    def _delete(self, record: Record) -> None:
-        self._forget(record)
-        self.deleted.add(record[SEQ])
-
-    def find(self, seq: int) -> Record | None:
-        """The live record with ``seq``, if any."""
-        records = self.records
-        i = bisect_right(records, seq, lo=self.lo, key=record_key) - 1
-        if i >= self.lo:
-            record = records[i]
-            if record[SEQ] == seq and seq not in self.deleted:
-                return record
-        return None
+        return victims
 
     # -- reads (SPEC §4.2, §5.4) --------------------------------------------
 
@@ -329,35 +414,74 @@ class TopicLog:
         tombstone, start = self.tombstone(from_seq)
         if nodes is not None and not self.config.dedupe_node:
             nodes = None
-        records = self.records
+        chunks = self.chunks
         deleted = self.deleted
-        end = len(records)
-        i = bisect_right(records, start, lo=self.lo, key=record_key)
-        out: list[Record] = []
+        begin = max(start + 1, self.earliest_seq)
+        k = bisect_left(chunks, begin, lo=self.lo, key=_last)
+        out: list[WireRecord] = []
         total = 0
         scanned = 0
         next_from = start
         budget = max(limit, SCAN_BUDGET)
-        while i < end:
-            record = records[i]
-            scanned += 1
-            seq = record[0]
-            if (deleted and seq in deleted) or (nodes is not None and record[2] in nodes):
-                next_from = seq
-                i += 1
-                if scanned >= budget and not out:
+        cold: dict[int, Payload] = {}
+        done = False
+        while k < len(chunks) and not done:
+            chunk = chunks[k]
+            payload = chunk.payload
+            if payload is None:
+                payload = cold.get(chunk.first)
+                if payload is None:
+                    cold = self._fetch_cold(k)
+                    payload = cold[chunk.first]
+            first, ts, sizes = chunk.first, chunk.ts, chunk.sizes
+            datas, metas, nodes_col, tags = (
+                payload.datas,
+                payload.metas,
+                payload.nodes,
+                payload.tags,
+            )
+            for i in range(max(begin - first, 0), len(sizes)):
+                seq = first + i
+                scanned += 1
+                node = nodes_col[i] if nodes_col is not None else None
+                if (deleted and seq in deleted) or (nodes is not None and node in nodes):
+                    next_from = seq
+                    if scanned >= budget and not out:
+                        done = True
+                        break
+                    continue
+                size = sizes[i]
+                if out and total + size > max_bytes:
+                    next_from = seq - 1
+                    done = True
                     break
-                continue
-            size = record[6]
-            if out and total + size > max_bytes:
-                next_from = seq - 1
-                break
-            out.append(record)
-            total += size
-            next_from = seq
-            if len(out) >= limit:
-                break
-            i += 1
-        else:
+                out.append(
+                    (
+                        seq,
+                        ts,
+                        node,
+                        tags[i] if tags is not None else None,
+                        datas[i],
+                        metas[i] if metas is not None else None,
+                    )
+                )
+                total += size
+                next_from = seq
+                if len(out) >= limit:
+                    done = True
+                    break
+            k += 1
+        if not done:
             next_from = self.head
         return ReadResult(out, next_from, self.head, self.earliest_seq, tombstone, scanned)
+
+    def _fetch_cold(self, k: int) -> dict[int, Payload]:
+        """Payloads of the run of cold chunks starting at ``chunks[k]``."""
+        chunks = self.chunks
+        end = k
+        records = 0
+        while end < len(chunks) and chunks[end].payload is None and records < 4096:
+            records += len(chunks[end])
+            end += 1
+        assert self.load_payloads is not None, "cold chunk without a store"
+        return self.load_payloads(self.instance_id, chunks[k].first, chunks[end - 1].first)

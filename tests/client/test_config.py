@@ -1,0 +1,82 @@
+"""Configuration, import weight and TLS laziness."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from topics_client import NOT_GIVEN, Client
+from topics_client._config import resolve_api_key, resolve_base_url
+
+
+def test_base_url_resolution_order() -> None:
+    env = {"TOPICS_URL": "http://a:1/", "TOPICS": "b:2"}
+    assert resolve_base_url("http://x:9", env) == "http://x:9"
+    assert resolve_base_url(None, env) == "http://a:1"
+    assert resolve_base_url(None, {"TOPICS": "b:2"}) == "http://b:2"
+    assert resolve_base_url(None, {}) == "http://127.0.0.1:4000"
+    assert resolve_api_key(None, {"TOPICS_API_KEY": " k "}) == "k"
+    assert resolve_api_key(None, {}) is None and resolve_api_key("", {}) is None
+
+
+def test_env_used_by_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOPICS_URL", "http://env-host:4321")
+    monkeypatch.setenv("TOPICS_API_KEY", "from-env")
+    with Client() as client:
+        assert client.base_url == "http://env-host:4321"
+        assert client._headers["Authorization"] == "Bearer from-env"
+        assert str(client._http.base_url) == "http://env-host:4321"
+
+
+def test_timeouts_and_not_given() -> None:
+    assert not NOT_GIVEN and repr(NOT_GIVEN) == "NOT_GIVEN"
+    with Client("http://h", timeout=httpx.Timeout(1.0, connect=0.5)) as client:
+        assert client.timeout.connect == 0.5 and client.timeout.read == 1.0
+        assert client.with_options(timeout=None).timeout.read is None
+        assert client.with_options().timeout is client.timeout
+
+
+def _probe(code: str) -> list[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return out.stdout.split()
+
+
+def test_import_is_light_and_http_skips_tls() -> None:
+    code = (
+        "import ssl, sys, time, topics_client\n"
+        "print('httpx' in sys.modules, 'rich' in sys.modules)\n"
+        "loads = []\n"
+        "real = ssl.SSLContext.load_verify_locations\n"
+        "def spy(self, *a, **k):\n"
+        "    loads.append(1)\n"
+        "    return real(self, *a, **k)\n"
+        "ssl.SSLContext.load_verify_locations = spy\n"
+        "cls = topics_client.Client\n"
+        "t = time.perf_counter(); c = cls('http://127.0.0.1:1')\n"
+        "plain = time.perf_counter() - t\n"
+        "print('rich' in sys.modules, len(loads), plain < 0.05)\n"
+        "c2 = topics_client.Client('https://127.0.0.1:1')\n"
+        "print(len(loads) > 0)\n"
+    )
+    assert _probe(code) == ["False", "False", "False", "0", "True", "True"]
+
+
+def test_httpx_still_fully_usable_after_lazy_import() -> None:
+    code = "import topics_client, sys; topics_client.Client; import httpx._main; print('ok')"
+    assert _probe(code) == ["ok"]
+
+
+def test_public_names_report_package_module() -> None:
+    import topics_client
+
+    for name in topics_client.__all__:
+        value = getattr(topics_client, name)
+        if isinstance(value, type):
+            assert value.__module__ == "topics_client", name
+    with pytest.raises(AttributeError):
+        topics_client.Nope  # noqa: B018

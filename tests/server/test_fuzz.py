@@ -1,0 +1,314 @@
+"""Property-based fuzzing of the request parsers (SPEC §0.4, §0.6).
+
+Whatever arrives, the server never answers 5xx, every non-2xx body is the canonical
+envelope, every success carries ``performance``, and a rejected write or record delete
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.server._helpers import check_envelope, ok, unique
+
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**65), max_value=2**65)
+    | st.sampled_from([0, 1, -1, 2**32 - 1, 2**32, 2**63 - 1, 2**64 - 1, 2**64])
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+    | st.sampled_from(["", "*", "tag", "Eq", "Glob", "a*", "log", "queue", "old", "reject"])
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _objects(keys: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.dictionaries(st.sampled_from(keys) | st.text(max_size=6), json_values, max_size=6)
+
+
+CONFIG_KEYS = [
+    "type",
+    "ttl_ms",
+    "cap_records",
+    "cap_bytes",
+    "discard",
+    "durable",
+    "durability",
+    "priority",
+    "auto_priority",
+    "auto_create",
+    "idempotency_window_ms",
+    "dedupe_node",
+    "lease_ms",
+    "claim_jitter_ms",
+    "max_deliveries",
+    "dead_letter",
+    "leases_durable",
+]
+RECORD_KEYS = ["data", "tag", "node", "meta"]
+WRITE_KEYS = ["records", "node", "idempotency_key", "create", "config", "disable_backpressure"]
+DIFF_KEYS = ["from_seq", "limit", "node", "include_tags", "include_meta", "max_batch_bytes"]
+DELETE_KEYS = ["before_seq", "match"]
+
+records = st.lists(_objects(RECORD_KEYS) | json_values, max_size=4)
+predicates = (
+    st.lists(st.sampled_from(["tag", "Eq", "Glob", "x", "x*", "*", "*x", ""]) | scalars, max_size=4)
+    | st.text(max_size=6)
+    | json_values
+)
+write_bodies = json_values | st.builds(
+    lambda base, recs, cfg: {**base, "records": recs, **({"config": cfg} if cfg else {})},
+    _objects(WRITE_KEYS),
+    records,
+    st.none() | _objects(CONFIG_KEYS),
+)
+config_bodies = json_values | _objects(CONFIG_KEYS)
+diff_bodies = json_values | _objects(DIFF_KEYS)
+delete_bodies = json_values | st.builds(
+    lambda base, match: {**base, "match": match}, _objects(DELETE_KEYS), predicates
+)
+raw_bytes = st.binary(max_size=200)
+content_types = st.sampled_from(["application/json", "application/json; charset=utf-8", ""])
+
+
+@pytest.fixture(scope="module")
+def client(shared_http: httpx.Client) -> httpx.Client:
+    return shared_http
+
+
+def _encode(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def _check(resp: httpx.Response) -> None:
+    assert resp.status_code < 500, (resp.status_code, resp.text)
+    if 200 <= resp.status_code < 300:
+        ok(resp, resp.status_code)
+    else:
+        check_envelope(resp)
+
+
+def _send(
+    client: httpx.Client, method: str, path: str, content: bytes, ctype: str = "application/json"
+) -> httpx.Response:
+    headers = {"content-type": ctype} if ctype else {}
+    resp = client.request(method, path, content=content, headers=headers)
+    _check(resp)
+    return resp
+
+
+def _counts(client: httpx.Client, topic: str) -> tuple[int, int, int]:
+    got = ok(client.get(f"/v0/topics/{topic}", params={"touch": "false"}))
+    return got["head_seq"], got["count"], got["bytes"]
+
+
+def _tame_diff(body: Any) -> Any:
+    """Keep long-polls short: a fuzzed wait_ms could park the request for 30 s."""
+    if isinstance(body, dict):
+        wait = body.get("wait_ms")
+        if type(wait) is int and wait > 0:
+            body = {**body, "wait_ms": wait % 20}
+    return body
+
+
+@pytest.fixture(scope="module")
+def fuzz_topics(client: httpx.Client) -> dict[str, str]:
+    names = {kind: unique(f"fz-{kind}") for kind in ("put", "write", "diff", "delete")}
+    for name in names.values():
+        resp = client.post(
+            f"/v0/topics/{name}",
+            json={"records": [{"data": i, "tag": f"t{i % 3}", "node": "n"} for i in range(20)]},
+        )
+        assert resp.status_code == 201, resp.text
+    return names
+
+
+@FUZZ
+@given(body=config_bodies, fresh=st.booleans())
+def test_fuzz_put_topic(
+    client: httpx.Client, fuzz_topics: dict[str, str], body: Any, fresh: bool
+) -> None:
+    name = unique("fz-new") if fresh else fuzz_topics["put"]
+    resp = _send(client, "PUT", f"/v0/topics/{name}", _encode(body))
+    if resp.status_code in (200, 201):
+        config = resp.json()["config"]
+        assert set(config) == set(CONFIG_KEYS)
+        assert config["durable"] is (config["durability"] == "fsync")
+        assert 100 <= config["lease_ms"] <= 86_400_000
+        assert 0 <= config["claim_jitter_ms"] <= 5000
+    elif not fresh:
+        assert resp.status_code in (400, 409), resp.text
+    if not fresh and resp.status_code in (200, 201):
+        # keep the shared fuzz topic a plain log for the next example
+        _send(client, "PUT", f"/v0/topics/{name}", b"{}")
+
+
+@FUZZ
+@given(raw=raw_bytes, ctype=content_types)
+def test_fuzz_put_topic_bytes(
+    client: httpx.Client, fuzz_topics: dict[str, str], raw: bytes, ctype: str
+) -> None:
+    name = fuzz_topics["put"]
+    resp = _send(client, "PUT", f"/v0/topics/{name}", raw, ctype)
+    if resp.status_code in (200, 201):
+        _send(client, "PUT", f"/v0/topics/{name}", b"{}")
+
+
+@FUZZ
+@given(body=write_bodies, return_seqs=st.sampled_from([None, "false", "0", "x"]))
+def test_fuzz_write(
+    client: httpx.Client, fuzz_topics: dict[str, str], body: Any, return_seqs: str | None
+) -> None:
+    topic = fuzz_topics["write"]
+    before = _counts(client, topic)
+    params = {"return_seqs": return_seqs} if return_seqs else None
+    resp = client.post(
+        f"/v0/topics/{topic}",
+        content=_encode(body),
+        headers={"content-type": "application/json"},
+        params=params,
+    )
+    _check(resp)
+    after = _counts(client, topic)
+    if resp.status_code >= 300:
+        assert after == before, (resp.text, before, after)
+    else:
+        out = resp.json()
+        assert out["topic"] == topic
+        if out["deduped"]:
+            assert after == before
+        else:
+            assert out["first_seq"] == before[0] + 1
+            assert out["last_seq"] == after[0]
+            assert out["count"] == after[0] - before[0]
+            assert after[1] == before[1] + out["count"]
+        assert ("seqs" in out) is (return_seqs not in ("false", "0"))
+
+
+@FUZZ
+@given(raw=raw_bytes, ctype=content_types)
+def test_fuzz_write_bytes(
+    client: httpx.Client, fuzz_topics: dict[str, str], raw: bytes, ctype: str
+) -> None:
+    topic = fuzz_topics["write"]
+    before = _counts(client, topic)
+    resp = _send(client, "POST", f"/v0/topics/{topic}", raw, ctype)
+    if resp.status_code >= 300:
+        assert _counts(client, topic) == before
+
+
+@FUZZ
+@given(body=diff_bodies)
+def test_fuzz_diff(client: httpx.Client, fuzz_topics: dict[str, str], body: Any) -> None:
+    topic = fuzz_topics["diff"]
+    resp = _send(client, "POST", f"/v0/topics/{topic}/diff", _encode(_tame_diff(body)))
+    if resp.status_code == 200:
+        out = resp.json()
+        assert out["caught_up"] is (out["next_from_seq"] == out["head_seq"])
+        assert out["lag"] == out["head_seq"] - out["next_from_seq"]
+        seqs = [r["$seq"] for r in out["records"]]
+        assert seqs == sorted(set(seqs))
+        assert len(seqs) <= 1000
+    else:
+        assert resp.status_code == 400, resp.text
+
+
+@FUZZ
+@given(raw=raw_bytes, ctype=content_types)
+def test_fuzz_diff_bytes(
+    client: httpx.Client, fuzz_topics: dict[str, str], raw: bytes, ctype: str
+) -> None:
+    topic = fuzz_topics["diff"]
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and "wait_ms" in parsed:
+        raw = _encode(_tame_diff(parsed))
+    _send(client, "POST", f"/v0/topics/{topic}/diff", raw, ctype)
+
+
+@FUZZ
+@given(body=delete_bodies)
+def test_fuzz_delete_records(client: httpx.Client, fuzz_topics: dict[str, str], body: Any) -> None:
+    topic = fuzz_topics["delete"]
+    before = _counts(client, topic)
+    resp = _send(client, "POST", f"/v0/topics/{topic}/delete", _encode(body))
+    after = _counts(client, topic)
+    if resp.status_code >= 300:
+        assert resp.status_code == 400, resp.text
+        assert after == before
+    else:
+        out = resp.json()
+        assert out["count"] == after[1] == before[1] - out["deleted"]
+        assert out["head_seq"] == before[0]
+    if after[1] < 5:  # refill so later examples have something to delete
+        client.post(
+            f"/v0/topics/{topic}",
+            json={"records": [{"data": i, "tag": f"t{i % 3}"} for i in range(10)]},
+        )
+
+
+@FUZZ
+@given(raw=raw_bytes, ctype=content_types)
+def test_fuzz_delete_records_bytes(
+    client: httpx.Client, fuzz_topics: dict[str, str], raw: bytes, ctype: str
+) -> None:
+    topic = fuzz_topics["delete"]
+    before = _counts(client, topic)
+    resp = _send(client, "POST", f"/v0/topics/{topic}/delete", raw, ctype)
+    if resp.status_code >= 300:
+        assert _counts(client, topic) == before
+
+
+@FUZZ
+@given(name=st.text(min_size=1, max_size=20))
+def test_fuzz_topic_names_in_paths(client: httpx.Client, name: str) -> None:
+    path = f"/v0/topics/{quote(name, safe='')}"
+    for method in ("GET", "DELETE"):
+        _check(client.request(method, path, params={"touch": "false"}))
+    _check(client.post(f"{path}/diff", content=b""))
+    resp = client.put(path, content=b"")
+    _check(resp)
+    if resp.status_code in (200, 201):
+        client.delete(path)
+
+
+@FUZZ
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["prefix", "page_size", "cursor", "touch"]),
+        st.text(max_size=16),
+        max_size=4,
+    )
+)
+def test_fuzz_list_query(client: httpx.Client, params: dict[str, str]) -> None:
+    resp = client.get("/v0/topics", params=params)
+    _check(resp)
+    if resp.status_code == 200:
+        names = [e["topic"] for e in resp.json()["topics"]]
+        assert names == sorted(names)
+        assert len(names) <= 1000
+    else:
+        assert resp.status_code == 400

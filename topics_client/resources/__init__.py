@@ -1,0 +1,1 @@
+"""Resources: one module per API area, sync and async classes side by side."""
