@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.serverproc import ServerProcess
 
-__all__ = ["PAYLOAD", "ServerProcess", "percentile", "report"]
+__all__ = ["PAYLOAD", "RawClient", "ServerProcess", "percentile", "report", "rss_mb"]
 
 # compact JSON of this is exactly 100 bytes
 PAYLOAD = {"payload": "x" * 86}
@@ -31,3 +32,52 @@ def report(name: str, value: float, unit: str, target: str = "") -> None:
 
 def mean(samples: list[float]) -> float:
     return statistics.fmean(samples) if samples else float("nan")
+
+
+class RawClient:
+    """A minimal keep-alive HTTP/1.1 client on asyncio streams, for load generation.
+
+    httpx's own overhead per request would dominate server-side figures when
+    many concurrent writers are simulated from one process.
+    """
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        self.host, self.port = host, int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def __aenter__(self) -> RawClient:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        assert self.reader is not None and self.writer is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        payload = await self.reader.readexactly(length)
+        return int(status_line.split()[1]), payload
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")

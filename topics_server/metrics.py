@@ -42,6 +42,8 @@ def metrics_json(engine: Engine, uptime_ms: int) -> dict[str, Any]:
         out[f"topics_{cls}"] = by_class[cls]
     out.update(g)
     out["ready"] = engine.ready
+    if engine.store is not None:
+        out["wal"] = engine.store.stats()
     return out
 
 
@@ -104,6 +106,18 @@ def metrics_text(engine: Engine, uptime_ms: int, now: int) -> str:
     for name, samples in series.items():
         lines.append(f"# TYPE {name} gauge")
         lines.extend(samples)
+    if engine.store is not None:
+        # the store's writer plays the WAL's part: one commit per group of operations
+        wal = engine.store.stats()
+        for key, help_text in (
+            ("frames_total", "Store operations committed."),
+            ("batches_total", "Group commits (transactions)."),
+            ("fsyncs_total", "Group commits that were fsynced."),
+        ):
+            lines.append(f"# HELP topics_wal_{key} {help_text}")
+            lines.append(f"# TYPE topics_wal_{key} counter")
+            lines.append(f"topics_wal_{key} {wal[key]}")
+        gauge("topics_wal_queue_depth", wal["queue_depth"], "Operations waiting for the writer.")
     truncated = int(len(engine.topics) > PER_TOPIC_LIMIT)
     gauge("topics_topic_metrics_truncated", truncated, "1 when per-topic series were cut.")
     return "\n".join(lines) + "\n"

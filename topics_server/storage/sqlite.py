@@ -155,8 +155,9 @@ class SqliteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sync_full = False
         self._commit_started = 0.0
-        self.commits = 0
-        self.fsyncs = 0
+        self.commits = 0  # transactions committed (one per group)
+        self.fsyncs = 0  # of which synchronous=FULL
+        self.operations = 0  # operations committed across all groups
         try:
             self._reader = _connect(self.path)
             self._reader.executescript(SCHEMA)
@@ -249,6 +250,7 @@ class SqliteStore:
             raise
         self.commits += 1
         self.fsyncs += full
+        self.operations += len(ops)
 
     def _complete(
         self, ops: list[_Op], error: Exception | None, started: float, ended: float, full: bool
@@ -258,6 +260,19 @@ class SqliteStore:
         assert self._loop is not None
         with suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             self._loop.call_soon_threadsafe(_resolve, ops, error, timing)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def stats(self) -> dict[str, int]:
+        """WAL-equivalent counters for ``/v0/metrics``."""
+        return {
+            "frames_total": self.operations,
+            "batches_total": self.commits,
+            "fsyncs_total": self.fsyncs,
+            "queue_depth": self.queue_depth,
+        }
 
     async def close(self) -> None:
         if self._thread is not None:
