@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from topics_server.api import health, records, topics
+from topics_server.api import health, queues, records, routers, topics, watch
 from topics_server.engine.engine import Engine
 from topics_server.errors import ApiError, error_body, invalid_request
 from topics_server.settings import Settings
@@ -87,6 +87,7 @@ async def _recover(engine: Engine, on_fatal: Callable[[str], None] | None) -> No
             raise
         on_fatal(str(exc))
         return
+    engine.routers.start()
     engine.ready = True
 
 
@@ -163,12 +164,16 @@ def create_app(
             engine.store.start(asyncio.get_running_loop())
             # serve probes while the state is rebuilt: /v0/ready says not_ready until then
             recovery = asyncio.create_task(_recover(engine, on_fatal))
+        else:
+            engine.routers.start()
         try:
             yield
         finally:
             engine.begin_shutdown()
             if recovery is not None and not recovery.done():
                 recovery.cancel()
+            await engine.routers.drain(timeout=2.0)
+            await engine.routers.stop()
             if engine.store is not None:
                 await engine.store.close()
 
@@ -188,6 +193,20 @@ def create_app(
         ),
         _route("/v0/topics/{topic}/diff", POST=records.diff),
         _route("/v0/topics/{topic}/delete", POST=records.delete_records),
+        _route("/v0/topics/{topic}/claim", POST=queues.claim),
+        _route("/v0/topics/{topic}/ack", POST=queues.ack),
+        _route("/v0/topics/{topic}/nack", POST=queues.nack),
+        _route("/v0/topics/{topic}/extend", POST=queues.extend),
+        _route("/v0/topics/{topic}/work", GET=queues.work),
+        _route("/v0/routers", GET=routers.list_routers),
+        _route("/v0/watch", POST=watch.create_watch),
+        _route("/v0/watch/{wid}", GET=watch.stream_watch),
+        _route(
+            "/v0/routers/{router}",
+            GET=routers.get_router,
+            PUT=routers.put_router,
+            DELETE=routers.delete_router,
+        ),
     ]
     app = Starlette(
         routes=routes,

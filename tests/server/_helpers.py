@@ -174,3 +174,17 @@ def poll(fn: Callable[[], T], until: Callable[[T], bool], timeout: float = 5.0) 
         if time.monotonic() >= deadline:
             raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
         time.sleep(0.02)
+
+
+def create_many(base_url: str, names: list[str], workers: int = 4) -> None:
+    """PUT every name (each must be created), spread over a few connections."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(part: list[str]) -> None:
+        with httpx.Client(base_url=base_url, timeout=30.0) as client:
+            for name in part:
+                resp = client.put(f"/v0/topics/{name}", content=b"")
+                assert resp.status_code == 201, resp.text
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(run, [names[i::workers] for i in range(workers)]))

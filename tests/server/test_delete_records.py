@@ -65,6 +65,9 @@ def test_before_seq_edges(http: httpx.Client, topic: str) -> None:
     assert (body["count"], body["bytes"], body["earliest_seq"], body["head_seq"]) == (0, 0, 6, 5)
     # deletes are permanent and seqs continue
     assert write_n(http, topic, 1)["seqs"] == [6]
+    got = state(http, topic)
+    assert (got["count"], got["earliest_seq"], got["head_seq"]) == (1, 6, 6)
+    assert [r["$seq"] for r in diff(http, topic)["records"]] == [6]
 
 
 def test_match_eq_tuple(http: httpx.Client, topic: str) -> None:

@@ -498,3 +498,18 @@ def test_filtered_scan_examines_at_least_limit_seqs(http: httpx.Client, topic: s
             break
     assert delivered == [301]
     assert cursor == 301
+
+
+def test_one_write_wakes_every_parked_poll(http: httpx.Client, base_url: str, topic: str) -> None:
+    write_n(http, topic, 1)
+    pollers = [
+        _Background(base_url, f"/v0/topics/{topic}/diff", {"from_seq": 1, "wait_ms": 20000})
+        for _ in range(3)
+    ]
+    time.sleep(0.2)  # the pollers cannot return before the write either way
+    assert all(p.running() for p in pollers)
+    write(http, topic, [{"data": "all"}])
+    for p in pollers:
+        body = ok(p.join(15.0))
+        assert p.elapsed < 10.0
+        assert [r["data"] for r in body["records"]] == ["all"]

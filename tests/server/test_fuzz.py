@@ -282,7 +282,7 @@ def test_fuzz_delete_records_bytes(
         assert _counts(client, topic) == before
 
 
-@FUZZ
+@settings(FUZZ, max_examples=75)
 @given(name=st.text(min_size=1, max_size=20))
 def test_fuzz_topic_names_in_paths(client: httpx.Client, name: str) -> None:
     path = f"/v0/topics/{quote(name, safe='')}"
@@ -295,7 +295,7 @@ def test_fuzz_topic_names_in_paths(client: httpx.Client, name: str) -> None:
         client.delete(path)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=75)
 @given(
     params=st.dictionaries(
         st.sampled_from(["prefix", "page_size", "cursor", "touch"]),

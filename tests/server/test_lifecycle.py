@@ -76,3 +76,21 @@ def test_sigterm_with_a_parked_long_poll_exits_in_bounded_time(
     resp = outcome.get("resp")
     if isinstance(resp, httpx.Response):
         assert resp.status_code in (200, 503), resp.text
+
+
+def test_idempotency_survives_restart_for_disk_topics(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """§16: idempotency entries persist with disk/fsync topics for their window."""
+    proc = server_factory(data_dir=tmp_path / "data")
+    topic = unique()
+    with httpx.Client(base_url=proc.url, timeout=30.0) as http:
+        write(http, topic, [{"data": 1}, {"data": 2}], idempotency_key="k")
+        write(http, topic, [{"data": 3}])
+    proc.restart()
+    with httpx.Client(base_url=proc.url, timeout=30.0) as http:
+        repeat = write(http, topic, [{"data": "again"}], idempotency_key="k")
+        assert repeat["deduped"] is True
+        assert (repeat["seqs"], repeat["head_seq"], repeat["count"]) == ([1, 2], 2, 2)
+        fresh = write(http, topic, [{"data": 4}])
+        assert fresh["seqs"] == [4]

@@ -19,6 +19,7 @@ LIMITS = {
     "TOPICS_MAX_TAG_BYTES": "8",
     "TOPICS_MAX_NODE_BYTES": "6",
     "TOPICS_MAX_BODY_BYTES": "2000",
+    "TOPICS_MAX_LIMIT": "10",
 }
 
 
@@ -229,6 +230,20 @@ def test_max_total_bytes_comes_after_idempotent_replay(
         assert_error(_post(http, topic, {"records": [{"data": 1}]}), 429, "throttled")
 
 
+def test_full_topic_check_comes_before_total_bytes(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """Check order (§3.4): full-topic checks precede the total-bytes quota."""
+    proc = server_factory(env={"TOPICS_MAX_TOTAL_BYTES": "10"})
+    with httpx.Client(base_url=proc.url, timeout=30.0) as http:
+        topic = unique()
+        put_topic(http, topic, {"cap_records": 1, "discard": "reject"}, status=201)
+        write(http, topic, [{"data": "12345678"}])  # 10 bytes: quota and cap both full
+        assert_error(_post(http, topic, {"records": [{"data": 1}]}), 422, "topic_full")
+        resp = _post(http, topic, {"records": [{"data": 1}, {"data": 2}]})
+        assert_error(resp, 400, "record_too_large")
+
+
 def test_max_topics(server_factory: Callable[..., ServerProcess]) -> None:
     proc = server_factory(env={"TOPICS_MAX_TOPICS": "3"})
     with httpx.Client(base_url=proc.url, timeout=30.0) as http:
@@ -267,3 +282,17 @@ def test_zero_disables_resource_caps(server_factory: Callable[..., ServerProcess
     with httpx.Client(base_url=proc.url, timeout=30.0) as http:
         for _ in range(3):
             write(http, unique(), [{"data": "x" * 1000}], status=201)
+
+
+def test_max_limit_env_clamps_diff(limited: httpx.Client) -> None:
+    """§15: TOPICS_MAX_LIMIT bounds a diff's `limit` (and the default 256)."""
+    topic = unique()
+    write(limited, topic, [{"data": i} for i in range(5)])
+    write(limited, topic, [{"data": i} for i in range(5, 10)])
+    write(limited, topic, [{"data": i} for i in range(10, 15)])
+    for body in ({}, {"limit": 0}, {"limit": 50}, {"limit": 10}):
+        got = ok(limited.post(f"/v0/topics/{topic}/diff", json=body))
+        assert [r["$seq"] for r in got["records"]] == list(range(1, 11)), body
+        assert got["next_from_seq"] == 10
+    got = ok(limited.post(f"/v0/topics/{topic}/diff", json={"limit": 3}))
+    assert len(got["records"]) == 3

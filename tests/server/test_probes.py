@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.server._helpers import ok, put_topic, unique, write
+from tests.server._helpers import create_many, ok, put_topic, unique, write
 from tests.serverproc import ServerProcess
 
 SAMPLE = re.compile(
@@ -206,8 +206,7 @@ def test_metrics_per_topic_series_truncated_at_1000(
 ) -> None:
     proc = server_factory()
     with httpx.Client(base_url=proc.url, timeout=30.0) as http:
-        for i in range(1001):
-            assert http.put(f"/v0/topics/m{i:04d}", content=b"").status_code == 201
+        create_many(proc.url, [f"m{i:04d}" for i in range(1001)])
         samples = _parse(http.get("/v0/metrics").text)
         assert samples["topics_topics"] == 1001
         assert samples["topics_topic_metrics_truncated"] == 1

@@ -221,3 +221,37 @@ def test_earliest_never_decreases(http: httpx.Client, topic: str) -> None:
     seen.append(state(http, topic)["earliest_seq"])
     assert seen == sorted(seen)
     assert seen[-1] == 8
+
+
+def test_tighter_ttl_by_put_expires_and_tombstones(http: httpx.Client, topic: str) -> None:
+    write_n(http, topic, 3)
+    put_topic(http, topic, {"ttl_ms": 1}, status=200)
+    body = poll(lambda: diff(http, topic), lambda b: b["tombstone"] is not None, timeout=5.0)
+    assert body["tombstone"] == _tomb(1, 3, "ttl", 4, 3)
+    assert body["records"] == []
+
+
+def test_cursor_at_u64_max_is_recreated(http: httpx.Client, topic: str) -> None:
+    write_n(http, topic, 2)
+    body = diff(http, topic, from_seq=2**64 - 1)
+    assert body["tombstone"] == _tomb(1, 2, "recreated", 1, 2)
+    assert seqs_of(body) == [1, 2]
+
+
+def test_cap_bytes_eviction_around_deleted_records_in_one_batch(
+    http: httpx.Client, topic: str
+) -> None:
+    put_topic(http, topic, {"cap_bytes": 5}, status=201)
+    write(http, topic, [{"data": i, "tag": "x" if i == 2 else "k"} for i in range(1, 6)])
+    ok(http.post(f"/v0/topics/{topic}/delete", json={"match": ["tag", "Eq", "x"]}))
+    write(http, topic, [{"data": 6}])  # 4 live + 1: deleted records use no capacity
+    got = state(http, topic)
+    assert (got["count"], got["bytes"], got["earliest_seq"]) == (5, 5, 1)
+    assert diff(http, topic)["tombstone"] is None
+    write(http, topic, [{"data": 7}, {"data": 8}])  # evicts 1 and 3 (2 is deleted)
+    got = state(http, topic)
+    assert (got["count"], got["bytes"], got["earliest_seq"], got["head_seq"]) == (5, 5, 4, 8)
+    body = diff(http, topic)
+    assert body["tombstone"] == _tomb(1, 3, "cap", 4, 8)
+    assert seqs_of(body) == [4, 5, 6, 7, 8]
+    assert diff(http, topic, from_seq=1)["tombstone"] == _tomb(2, 3, "cap", 4, 8)

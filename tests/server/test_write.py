@@ -604,7 +604,18 @@ def test_byte_accounting_is_compact_utf8(http: httpx.Client, topic: str) -> None
 
 @pytest.mark.parametrize(
     "data",
-    [None, True, 12345, "ascii", "日本語", {"x": [1, {"y": "z"}]}, [[], {}], -0],
+    [
+        None,
+        True,
+        12345,
+        "ascii",
+        "日本語",
+        {"x": [1, {"y": "z"}]},
+        [[], {}],
+        -0,
+        'q"b\\c\u0001\n\t/é😀',
+        {"ü": ["ß", {"€": None}]},
+    ],
 )
 def test_byte_accounting_per_value(http: httpx.Client, topic: str, data: Any) -> None:
     write(http, topic, [{"data": data}])
@@ -625,3 +636,59 @@ def test_deleted_records_use_no_capacity(http: httpx.Client, topic: str) -> None
     got = state(http, topic)
     assert (got["count"], got["earliest_seq"], got["head_seq"]) == (3, 1, 4)
     assert [r["data"] for r in diff(http, topic)["records"]] == [1, 3, 4]
+
+
+def test_failed_write_does_not_remember_its_idempotency_key(http: httpx.Client, topic: str) -> None:
+    """Failed writes publish nothing (§14), so a retry with the same key appends."""
+    put_topic(http, topic, {"cap_records": 1, "discard": "reject"}, status=201)
+    write(http, topic, [{"data": "first"}])
+    resp = _post(http, topic, {"records": [{"data": "second"}], "idempotency_key": "retry"})
+    assert_error(resp, 422, "topic_full")
+    ok(http.post(f"/v0/topics/{topic}/delete", json={"before_seq": 2}))
+    retried = write(http, topic, [{"data": "second"}], idempotency_key="retry")
+    assert retried["deduped"] is False
+    assert retried["seqs"] == [2]
+    assert write(http, topic, [{"data": "x"}], idempotency_key="retry")["deduped"] is True
+
+
+def test_per_record_limits_come_before_idempotent_replay(http: httpx.Client, topic: str) -> None:
+    """Check order (§3.4): batch/per-record checks precede the idempotent replay."""
+    write(http, topic, [{"data": 1}], idempotency_key="k")
+    resp = _post(http, topic, {"records": [{"data": 1, "tag": "t" * 257}], "idempotency_key": "k"})
+    assert_error(resp, 400, "invalid_request")
+    resp = _post(http, topic, {"records": [], "idempotency_key": "k"})
+    assert_error(resp, 400, "invalid_request")
+    resp = _post(http, topic, {"records": [{"data": 1, "meta": 5}], "idempotency_key": "k"})
+    assert_error(resp, 400, "invalid_request")
+    assert write(http, topic, [{"data": 2}], idempotency_key="k")["deduped"] is True
+
+
+def test_dollar_fields_in_requests_are_not_trusted(http: httpx.Client, topic: str) -> None:
+    before = int(time.time() * 1000)
+    write(
+        http,
+        topic,
+        [{"data": {"$seq": 7, "$node": "x"}, "$seq": 99, "$ts": 1, "$node": "fake", "$tag": "t"}],
+    )
+    after = int(time.time() * 1000)
+    record = diff(http, topic, include_tags=True)["records"][0]
+    assert record["$seq"] == 1
+    assert before - 5 <= record["$ts"] <= after + 5
+    assert "$node" not in record
+    assert "$tag" not in record
+    assert record["data"] == {"$seq": 7, "$node": "x"}
+
+
+def test_absent_optional_record_fields_are_never_null(http: httpx.Client, topic: str) -> None:
+    write(http, topic, [{"data": None}])
+    record = diff(http, topic, include_tags=True, include_meta=True)["records"][0]
+    assert set(record) == {"$seq", "$ts", "data"}
+    assert record["data"] is None
+
+
+def test_create_queue_on_write(http: httpx.Client, topic: str) -> None:
+    body = write(http, topic, [{"data": 1}], status=201, config={"type": "queue"})
+    assert body["created"] is True
+    got = state(http, topic)
+    assert got["type"] == "queue"
+    assert got["queue"] == {"ready": 1, "in_flight": 0, "dead_lettered": 0}

@@ -176,7 +176,7 @@ def parse_nodes(raw: Any) -> frozenset[str] | None:
 
 def parse_diff(body: dict[str, Any], settings: Settings) -> DiffRequest:
     get = body.get
-    request = DiffRequest()
+    request = DiffRequest(limit=min(256, settings.max_limit))
     if (v := get("from_seq")) is not None:
         request.from_seq = as_u64(v, "from_seq")
     if (v := get("limit")) is not None:

@@ -58,13 +58,15 @@ async def get_topic(request: Request) -> Response:
     started = time.perf_counter()
     engine = engine_of(request)
     now = now_ms()
-    log = engine.require(request.path_params["topic"], now)
+    name: str = request.path_params["topic"]
+    await engine.routers.catch_up(name)
+    log = engine.require(name, now)
     if query_bool(request.query_params, "touch", True):
         engine.mark_read(log, now)
     return json_response(topic_state(engine, log, now), started)
 
 
-def _decode_cursor(cursor: str) -> str:
+def decode_cursor(cursor: str) -> str:
     try:
         after = orjson.loads(base64.b64decode(cursor, validate=True))["after"]
     except (binascii.Error, ValueError, TypeError, KeyError):
@@ -94,7 +96,7 @@ async def list_topics(request: Request) -> Response:
     size = page_size(params)
     touch = query_bool(params, "touch", False)
     cursor = params.get("cursor")
-    after = _decode_cursor(cursor) if cursor else None
+    after = decode_cursor(cursor) if cursor else None
     now = now_ms()
     entries: list[dict[str, Any]] = []
     more = False

@@ -27,15 +27,18 @@ from typing import Any
 
 from sortedcontainers import SortedDict
 
-from topics_server.engine.chunks import Payload
+from topics_server.engine.chunks import Chunk, Payload
 from topics_server.engine.config import TopicConfig, parse_config
 from topics_server.engine.idempotency import IdempotencyEntry
 from topics_server.engine.log import ReadResult, TopicLog, Totals
 from topics_server.engine.names import is_topic_name
 from topics_server.engine.predicates import TagPredicate
+from topics_server.engine.queues import QueueRegistry
+from topics_server.engine.routers import Routers
+from topics_server.engine.watch import Watches
 from topics_server.errors import ApiError, invalid_request, throttled, topic_not_found
 from topics_server.settings import Settings
-from topics_server.storage.sqlite import RecoveredTopic, SqliteStore
+from topics_server.storage.sqlite import Operation, RecoveredTopic, SqliteStore
 from topics_server.wire import now_ms
 
 __all__ = ["Batch", "DiffRequest", "Engine", "WriteOutcome"]
@@ -87,6 +90,12 @@ class Engine:
         self._reserved: dict[int, int] = {}  # ephemeral topics: instance -> persisted reservation
         # called with the topic name whenever a topic is removed; routers hook in here
         self.on_topic_removed: list[Callable[[str], list[str]]] = []
+        # called with every log that just published records (router wake-ups)
+        self.on_publish: list[Callable[[TopicLog], None]] = []
+        self.routers = Routers(self)
+        self.watches = Watches(self)
+        self.queues = QueueRegistry(self)  # lease state of queue topics (SPEC §10)
+        self.on_topic_removed.append(self.queues.topic_removed)
 
     # -- recovery ---------------------------------------------------------------
 
@@ -101,6 +110,8 @@ class Engine:
         for done, topic in enumerate(store.recover(now), start=1):
             self._restore(topic, now)
             self.recovery_progress = done / total
+        for name, spec, cursor, instance, total in store.recover_routers():
+            self.routers.restore(name, spec, cursor, instance, total)
         store.prune_idempotency(now)
         self.recovery_progress = 1.0
 
@@ -144,6 +155,7 @@ class Engine:
             entry = IdempotencyEntry(expires, first, last, head_seq)
             log.idempotency.put(key, entry)
         self.topics[row.name] = log
+        self.queues.restore(log)
 
     # -- lookup -------------------------------------------------------------
 
@@ -173,17 +185,17 @@ class Engine:
         return round(500 * math.pow(2.0, -max(idle, 0) / 30_000))
 
     def router_count(self) -> int:
-        return 0
+        return len(self.routers)
 
     def watch_session_count(self) -> int:
-        return 0
+        return len(self.watches)
 
     def leases_in_flight(self) -> int:
-        return 0
+        return self.queues.leases_in_flight(now_ms())
 
     def queue_counters(self, log: TopicLog, now: int) -> dict[str, int]:
         """``ready``/``in_flight``/``dead_lettered`` of a queue (SPEC §10.8)."""
-        return {"ready": log.count, "in_flight": 0, "dead_lettered": 0}
+        return self.queues.counters(log, now)
 
     def mark_read(self, log: TopicLog, now: int) -> None:
         log.last_read_ts = now
@@ -215,6 +227,26 @@ class Engine:
         self, future: asyncio.Future[tuple[float, float]] | None
     ) -> tuple[float, float]:
         return (0.0, 0.0) if future is None else await future
+
+    def reserve_holes(self, log: TopicLog, k: int) -> None:
+        """Burn ``k`` seqs on ``log`` as an involuntary loss (router source trim).
+
+        Readers whose cursor is below get a ``source_trim`` tombstone (SPEC §8.2).
+        """
+        if k <= 0:
+            return
+        last = log.assigned + k
+        log.assigned = last
+        log.head = max(log.head, last)
+        log.evict_floor = max(log.evict_floor, last + 1)
+        log.trim_hi = last
+        if self.store is not None:
+            if log.config.durability == "ephemeral":
+                self._reserved[log.instance_id] = max(self._reserved.get(log.instance_id, 0), last)
+            self.store.raise_head(
+                log.instance_id, last, log.evict_floor, (log.cap_hi, log.ttl_hi, log.trim_hi)
+            )
+        log.notify()
 
     # -- topic lifecycle (SPEC §2) --------------------------------------------
 
@@ -333,7 +365,7 @@ class Engine:
                     created=False,
                     deduped=True,
                 )
-        sizes, payload = batch
+        sizes = batch[0]
         self._check_capacity(log, len(sizes), sum(sizes))
         saved = self._register(log) if created else None
 
@@ -343,24 +375,20 @@ class Engine:
             entry = IdempotencyEntry(expires_at=expires)
             entry.pending = asyncio.get_running_loop().create_future()
             log.idempotency.put(idempotency_key, entry)
-        chunk = log.assign(sizes, payload, now)
         try:
             await self._await(saved)
-            timing = await self._persist_append(log, chunk, idempotency_key, expires)
+            chunk, timing = await self.append(
+                log, batch, now=now, key=idempotency_key, expires=expires
+            )
         except BaseException:
-            log.abandon(chunk)  # nothing was acknowledged: nothing is published
             if entry is not None:
                 assert idempotency_key is not None
                 log.idempotency.discard(idempotency_key)
                 _resolve(entry)
             raise
-        log.publish(chunk, now)
-        log.enforce_caps()
-        self._sync_front(log)
         if entry is not None:
             entry.first_seq, entry.last_seq, entry.head_seq = chunk.first, chunk.last, log.head
             _resolve(entry)
-        log.notify()
         return WriteOutcome(
             chunk.first,
             chunk.last,
@@ -372,8 +400,40 @@ class Engine:
             fsync_ms=timing[1],
         )
 
+    async def append(
+        self,
+        log: TopicLog,
+        batch: Batch,
+        *,
+        now: int | None = None,
+        key: str | None = None,
+        expires: int = 0,
+        also: Operation | None = None,
+    ) -> tuple[Chunk, tuple[float, float]]:
+        """Commit ``batch`` to ``log`` per its class, then publish it and wake readers.
+
+        The write path of every producer: client writes, router copies and
+        dead-letter moves. ``also`` runs in the same store transaction as the
+        records (a router's cursor), so both land or neither does.
+        """
+        now = now_ms() if now is None else now
+        sizes, payload = batch
+        chunk = log.assign(sizes, payload, now)
+        try:
+            timing = await self._persist_append(log, chunk, key, expires, also)
+        except BaseException:
+            log.abandon(chunk)  # nothing was acknowledged: nothing is published
+            raise
+        log.publish(chunk, now)
+        log.enforce_caps()
+        self._sync_front(log)
+        log.notify()
+        for listener in self.on_publish:
+            listener(log)
+        return chunk, timing
+
     async def _persist_append(
-        self, log: TopicLog, chunk: Any, key: str | None, expires: int
+        self, log: TopicLog, chunk: Chunk, key: str | None, expires: int, also: Operation | None
     ) -> tuple[float, float]:
         store = self.store
         if store is None:
@@ -385,12 +445,19 @@ class Engine:
                 reserved = chunk.last + RESERVE_BLOCK
                 self._reserved[log.instance_id] = reserved
                 await self._await(store.reserve(log.instance_id, reserved))
+            if also is not None:
+                store.submit(also, wait=False)
             return 0.0, 0.0
         started = time.perf_counter()
         wait = durability != "memory"
         persisted_key = (key, expires) if key is not None and wait else None
         future = store.append(
-            log.instance_id, chunk, persisted_key, fsync=durability == "fsync", wait=wait
+            log.instance_id,
+            chunk,
+            persisted_key,
+            fsync=durability == "fsync",
+            wait=wait,
+            also=also,
         )
         if future is None:
             return (time.perf_counter() - started) * 1000, 0.0
@@ -438,6 +505,7 @@ class Engine:
     # -- reads (SPEC §4) --------------------------------------------------------
 
     async def diff(self, name: str, request: DiffRequest) -> tuple[TopicLog, ReadResult]:
+        await self.routers.catch_up(name)
         now = now_ms()
         log = self.require(name, now)
         self.mark_read(log, now)

@@ -41,8 +41,8 @@ SCAN_BUDGET = 65_536
 HOT_RECORDS = 8192
 HOT_BYTES = 8 << 20
 
-# (seq, ts, node, tag, data, meta) of a record being delivered
-WireRecord = tuple[int, int, str | None, str | None, str, str | None]
+# (seq, ts, node, tag, data, meta, hops) of a record being delivered
+WireRecord = tuple[int, int, str | None, str | None, str, str | None, int]
 # fetch cold payloads: (instance id, first seq from, first seq to) -> {first: payload}
 PayloadLoader = Callable[[int, int, int], dict[int, Payload]]
 
@@ -325,6 +325,26 @@ class TopicLog:
             return None
         return chunks[k], seq - chunks[k].first
 
+    def get(self, seq: int) -> WireRecord | None:
+        """The live record ``seq`` with its payload (fetched if cold), or None."""
+        found = self.locate(seq)
+        if found is None:
+            return None
+        chunk, i = found
+        payload = chunk.payload
+        if payload is None:
+            assert self.load_payloads is not None, "cold chunk without a store"
+            payload = self.load_payloads(self.instance_id, chunk.first, chunk.first)[chunk.first]
+        return (
+            seq,
+            chunk.ts,
+            payload.nodes[i] if payload.nodes is not None else None,
+            payload.tags[i] if payload.tags is not None else None,
+            payload.datas[i],
+            payload.metas[i] if payload.metas is not None else None,
+            payload.hops[i] if payload.hops is not None else 0,
+        )
+
     def delete_seqs(self, seqs: Iterable[int]) -> list[int]:
         """Delete the given seqs where live; returns the seqs actually deleted."""
         done: list[int] = []
@@ -434,11 +454,12 @@ class TopicLog:
                     cold = self._fetch_cold(k)
                     payload = cold[chunk.first]
             first, ts, sizes = chunk.first, chunk.ts, chunk.sizes
-            datas, metas, nodes_col, tags = (
+            datas, metas, nodes_col, tags, hops = (
                 payload.datas,
                 payload.metas,
                 payload.nodes,
                 payload.tags,
+                payload.hops,
             )
             for i in range(max(begin - first, 0), len(sizes)):
                 seq = first + i
@@ -463,6 +484,7 @@ class TopicLog:
                         tags[i] if tags is not None else None,
                         datas[i],
                         metas[i] if metas is not None else None,
+                        hops[i] if hops is not None else 0,
                     )
                 )
                 total += size

@@ -18,7 +18,7 @@ def to_wire(
     include_data: bool = True,
 ) -> dict[str, Any]:
     """``$``-prefixed server fields, ``data``/``meta`` spliced in as stored JSON text."""
-    seq, ts, node, tag, data, meta = record
+    seq, ts, node, tag, data, meta, _ = record
     out: dict[str, Any] = {"$seq": seq, "$ts": ts}
     if node is not None:
         out["$node"] = node

@@ -75,9 +75,17 @@ CREATE TABLE IF NOT EXISTS tags (
     topic INTEGER NOT NULL, seq INTEGER NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (topic, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tags_by_tag ON tags (topic, tag, seq);
+CREATE TABLE IF NOT EXISTS routers (
+    name TEXT PRIMARY KEY, spec TEXT NOT NULL, cursor INTEGER NOT NULL,
+    source_instance INTEGER NOT NULL, forwarded_total INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS idempotency (
     topic INTEGER NOT NULL, key TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,
     head INTEGER NOT NULL, expires INTEGER NOT NULL, PRIMARY KEY (topic, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    topic INTEGER NOT NULL, seq INTEGER NOT NULL, lease_id INTEGER NOT NULL, node TEXT NOT NULL,
+    deadline INTEGER NOT NULL, deliveries INTEGER NOT NULL, PRIMARY KEY (topic, seq)
 ) WITHOUT ROWID;
 """
 
@@ -317,7 +325,9 @@ class SqliteStore:
         idempotency: tuple[str, int] | None,
         fsync: bool,
         wait: bool,
+        also: Operation | None = None,
     ) -> asyncio.Future[tuple[float, float]] | None:
+        """Persist a chunk; ``also`` runs in the same transaction."""
         payload = chunk.payload
         assert payload is not None
         first, last, ts = chunk.first, chunk.last, chunk.ts
@@ -351,6 +361,8 @@ class SqliteStore:
                     "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?, ?)",
                     (instance, key, first, last, last, expires),
                 )
+            if also is not None:
+                also(conn)
 
         def committed() -> None:
             chunk.stored = True
@@ -402,11 +414,63 @@ class SqliteStore:
 
         return self.submit(fn, fsync=fsync, wait=wait)
 
+    def raise_head(
+        self, instance: int, head: int, evict_floor: int, his: tuple[int, int, int]
+    ) -> None:
+        """Seqs reserved as holes (router source trim): persist head and floor."""
+
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE topics SET head = max(head, ?), reserved = max(reserved, ?), "
+                "evict_floor = max(evict_floor, ?), cap_hi = ?, ttl_hi = ?, trim_hi = ? "
+                "WHERE instance = ?",
+                (head, head, evict_floor, *his, instance),
+            )
+
+        self.submit(fn, wait=False)
+
     def prune_idempotency(self, now: int) -> None:
         def fn(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM idempotency WHERE expires < ?", (now,))
 
         self.submit(fn, wait=False)
+
+    # -- lease events of leases_durable queues (SPEC §10.10) -----------------
+
+    def save_leases(
+        self, instance: int, rows: list[tuple[int, int, str, int, int]], fsync: bool, wait: bool
+    ) -> asyncio.Future[tuple[float, float]] | None:
+        """Claimed or extended: ``(seq, lease_id, node, deadline, deliveries)`` rows."""
+        params = [(instance, *row) for row in rows]
+
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.executemany("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?)", params)
+
+        return self.submit(fn, fsync=fsync, wait=wait)
+
+    def drop_leases(
+        self, instance: int, seqs: list[int] | None, fsync: bool, wait: bool
+    ) -> asyncio.Future[tuple[float, float]] | None:
+        """Released or acked (``seqs``), or every lease of the instance (``None``)."""
+
+        def fn(conn: sqlite3.Connection) -> None:
+            if seqs is None:
+                conn.execute("DELETE FROM leases WHERE topic = ?", (instance,))
+            else:
+                conn.executemany(
+                    "DELETE FROM leases WHERE topic = ? AND seq = ?",
+                    [(instance, seq) for seq in seqs],
+                )
+
+        return self.submit(fn, fsync=fsync, wait=wait)
+
+    def load_leases(self, instance: int) -> list[tuple[int, int, str, int, int]]:
+        """Recovery: the persisted leases of one queue instance."""
+        rows: list[tuple[int, int, str, int, int]] = self._reader.execute(
+            "SELECT seq, lease_id, node, deadline, deliveries FROM leases WHERE topic = ?",
+            (instance,),
+        ).fetchall()
+        return rows
 
     # -- reads (event-loop thread) --------------------------------------------
 
@@ -484,6 +548,15 @@ class SqliteStore:
                 (instance, now),
             ).fetchall()
             yield topic
+
+    def recover_routers(self) -> list[tuple[str, dict[str, Any], int, int, int]]:
+        try:
+            rows = self._reader.execute(
+                "SELECT name, spec, cursor, source_instance, forwarded_total FROM routers"
+            ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorrupt(f"{self.path}: the store is damaged: {exc}") from None
+        return [(name, orjson.loads(spec), *rest) for name, spec, *rest in rows]
 
     def discard_records(self, instance: int) -> None:
         """Recovery of an ephemeral topic: whatever it had stored is gone too."""

@@ -1,0 +1,217 @@
+"""The multiplexed SSE watch (SPEC §9): sessions and the stream they feed.
+
+A session holds its options and one cursor per topic; it lives in memory and
+is collected after ``session_ttl_ms`` without an open stream. A stream pulls:
+it reads each topic from the session cursor exactly as ``/diff`` does and
+writes frames only as fast as the client takes them. Nothing is queued per
+watcher, so a slow consumer costs no server memory and never holds up writers
+or other watchers; its next read simply returns a bigger batch (coalescing).
+Readers park on the topics' change futures, so delivery is woken by appends,
+never by polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from topics_server.engine.log import TopicLog
+from topics_server.engine.records import to_wire
+from topics_server.sse import RETRY, comment, encode_cursor, frame
+from topics_server.wire import now_ms
+
+if TYPE_CHECKING:
+    from topics_server.engine.engine import Engine
+
+__all__ = ["SESSION_TTL_MS", "WatchOptions", "WatchSession", "Watches"]
+
+SESSION_TTL_MS = 300_000
+
+
+@dataclass(slots=True)
+class WatchOptions:
+    nodes: frozenset[str] | None = None
+    limit: int = 256
+    max_batch_bytes: int = 262_144
+    heartbeat_ms: int = 15_000
+    include_meta: bool = True
+    include_tags: bool = False
+    include_data: bool = True
+    consistency: str = "eventual"
+
+
+@dataclass(slots=True)
+class WatchSession:
+    wid: str
+    options: WatchOptions
+    cursors: dict[str, int]  # in stable (sorted) topic order
+    last_access: float = field(default_factory=time.monotonic)
+    open_streams: int = 0
+
+    def cursor_id(self) -> str:
+        return encode_cursor(self.cursors)
+
+
+def new_wid() -> str:
+    return "wid_" + secrets.token_urlsafe(16)
+
+
+async def wait_any(logs: Iterable[TopicLog], timeout: float) -> bool:
+    """Park until any of ``logs`` publishes (or is removed); False on timeout."""
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    logs = list(logs)
+    for log in logs:
+        log.waiters.append(fut)
+    try:
+        await asyncio.wait_for(fut, timeout)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        if not fut.done():
+            fut.cancel()
+        for log in logs:
+            if fut in log.waiters:
+                log.waiters.remove(fut)
+
+
+class Watches:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions: dict[str, WatchSession] = {}
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    def gc(self) -> None:
+        """Drop sessions idle past their TTL with no stream open."""
+        cutoff = time.monotonic() - SESSION_TTL_MS / 1000
+        stale = [
+            wid
+            for wid, s in self.sessions.items()
+            if s.open_streams == 0 and s.last_access < cutoff
+        ]
+        for wid in stale:
+            del self.sessions[wid]
+
+    def create(self, options: WatchOptions, starts: dict[str, int]) -> WatchSession:
+        session = WatchSession(new_wid(), options, dict(sorted(starts.items())))
+        self.sessions[session.wid] = session
+        return session
+
+    async def stream(self, session: WatchSession) -> AsyncIterator[bytes]:
+        """The frames of one connection (SPEC §9.3); ends when every topic is terminal."""
+        engine = self.engine
+        options = session.options
+        heartbeat = options.heartbeat_ms / 1000
+        first = dict.fromkeys(session.cursors, True)
+        caught = dict.fromkeys(session.cursors, False)
+        terminal: set[str] = set()
+        session.open_streams += 1
+        engine.sse_connections += 1
+        session.last_access = time.monotonic()
+        try:
+            yield RETRY
+            last_frame = time.monotonic()
+            while True:
+                if engine.shutting_down:
+                    yield frame(
+                        "error", {"code": "server_shutting_down", "error": "server shutting down"}
+                    )
+                    return
+                wrote = False
+                for topic in session.cursors:
+                    if topic in terminal:
+                        continue
+                    async for chunk in self._drain(session, topic, first, caught, terminal):
+                        wrote = True
+                        yield chunk
+                if len(terminal) == len(session.cursors):
+                    return
+                now = time.monotonic()
+                if wrote:
+                    last_frame = now
+                elif now - last_frame >= heartbeat:
+                    yield comment(f"hb {now_ms()}")
+                    last_frame = now
+                logs = [
+                    log
+                    for topic in session.cursors
+                    if topic not in terminal and (log := engine.topics.get(topic)) is not None
+                ]
+                await wait_any(logs, max(heartbeat - (time.monotonic() - last_frame), 0.001))
+        finally:
+            session.open_streams -= 1
+            engine.sse_connections -= 1
+            session.last_access = time.monotonic()
+
+    async def _drain(
+        self,
+        session: WatchSession,
+        topic: str,
+        first: dict[str, bool],
+        caught: dict[str, bool],
+        terminal: set[str],
+    ) -> AsyncIterator[bytes]:
+        """Read one topic from its session cursor until caught up."""
+        engine = self.engine
+        options = session.options
+        await engine.routers.catch_up(topic)
+        log = engine.get(topic)
+        if log is None:
+            terminal.add(topic)
+            yield frame(
+                "topic-deleted",
+                {"topic": topic, "head_seq": 0, "reason": "deleted"},
+                session.cursor_id(),
+            )
+            return
+        engine.mark_read(log, now_ms())
+        cursors = session.cursors
+        while True:
+            cursor = cursors[topic]
+            result = log.read(cursor, options.limit, options.max_batch_bytes, options.nodes)
+            sent = False
+            tombstone = result.tombstone
+            if tombstone is not None:
+                data: dict[str, Any] = {"topic": topic, **tombstone}
+                if first[topic]:
+                    data["reason"] = "from_seq_too_old"
+                cursors[topic] = tombstone["gap_to"]
+                yield frame("tombstone", data, session.cursor_id())
+                sent = True
+            first[topic] = False
+            if result.records:
+                cursors[topic] = result.next_from_seq
+                records = [
+                    to_wire(r, options.include_tags, options.include_meta, options.include_data)
+                    for r in result.records
+                ]
+                body = {
+                    "topic": topic,
+                    "from_seq": cursor,
+                    "to_seq": result.next_from_seq,
+                    "head_seq": result.head_seq,
+                    "records": records,
+                }
+                yield frame("record", body, session.cursor_id())
+                sent = True
+            else:
+                cursors[topic] = max(cursors[topic], result.next_from_seq)
+            if sent:
+                caught[topic] = False
+            if result.caught_up:
+                if not caught[topic]:
+                    caught[topic] = True
+                    yield frame(
+                        "caught-up",
+                        {"topic": topic, "head_seq": result.head_seq},
+                        session.cursor_id(),
+                    )
+                return
+            if not sent and cursors[topic] == cursor:
+                return  # no progress possible now (should not happen); wait for a change
