@@ -111,6 +111,7 @@ class Watches:
         first = dict.fromkeys(session.cursors, True)
         caught = dict.fromkeys(session.cursors, False)
         terminal: set[str] = set()
+        seen: dict[str, tuple[TopicLog, int]] = {}  # what each topic looked like when caught up
         session.open_streams += 1
         engine.sse_connections += 1
         session.last_access = time.monotonic()
@@ -127,7 +128,7 @@ class Watches:
                 for topic in session.cursors:
                     if topic in terminal:
                         continue
-                    async for chunk in self._drain(session, topic, first, caught, terminal):
+                    async for chunk in self._drain(session, topic, first, caught, terminal, seen):
                         wrote = True
                         yield chunk
                 if len(terminal) == len(session.cursors):
@@ -138,11 +139,14 @@ class Watches:
                 elif now - last_frame >= heartbeat:
                     yield comment(f"hb {now_ms()}")
                     last_frame = now
-                logs = [
-                    log
-                    for topic in session.cursors
-                    if topic not in terminal and (log := engine.topics.get(topic)) is not None
-                ]
+                # a frame's send may have waited on a slow client while writers went on:
+                # park only if nothing changed since each topic was last caught up
+                live = [t for t in session.cursors if t not in terminal]
+                logs = [log for t in live if (log := engine.topics.get(t)) is not None]
+                if len(logs) < len(live) or any(
+                    seen.get(log.name) != (log, log.head) for log in logs
+                ):
+                    continue
                 await wait_any(logs, max(heartbeat - (time.monotonic() - last_frame), 0.001))
         finally:
             session.open_streams -= 1
@@ -156,6 +160,7 @@ class Watches:
         first: dict[str, bool],
         caught: dict[str, bool],
         terminal: set[str],
+        seen: dict[str, tuple[TopicLog, int]],
     ) -> AsyncIterator[bytes]:
         """Read one topic from its session cursor until caught up."""
         engine = self.engine
@@ -205,6 +210,7 @@ class Watches:
             if sent:
                 caught[topic] = False
             if result.caught_up:
+                seen[topic] = (log, result.head_seq)
                 if not caught[topic]:
                     caught[topic] = True
                     yield frame(
@@ -214,4 +220,5 @@ class Watches:
                     )
                 return
             if not sent and cursors[topic] == cursor:
-                return  # no progress possible now (should not happen); wait for a change
+                seen[topic] = (log, log.head)  # no progress possible now: wait for a change
+                return
