@@ -1,7 +1,7 @@
 """Start the reference server as a real subprocess on an ephemeral port.
 
 Shared by the server, client and CLI tests and by the benchmarks: the server is
-launched with ``TOPICS_PORT=0`` and reports the port it bound through
+launched with ``TOPICS_PORT=0`` (or a fixed ``port``) and reports the port it bound through
 ``TOPICS_PORT_FILE``; readiness is probed over real HTTP.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,13 @@ from pathlib import Path
 import httpx
 
 
+def free_port() -> int:
+    """A loopback port that was free a moment ago (for servers that must keep their URL)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class ServerProcess:
     """One reference-server process; usable as a context manager."""
 
@@ -27,13 +35,17 @@ class ServerProcess:
         data_dir: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
         startup_timeout: float = 20.0,
+        port: int = 0,
     ) -> None:
+        """``port=0`` (default) binds an ephemeral port, new on every start; a fixed
+        ``port`` keeps the URL stable across :meth:`restart` (see :func:`free_port`)."""
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="topics-test-"))
         self.extra_env = dict(env or {})
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.fixed_port = port
         self.port = 0
         self._log_path = self.data_dir.parent / f"{self.data_dir.name}.server.log"
 
@@ -43,7 +55,7 @@ class ServerProcess:
         env = {
             **os.environ,
             "TOPICS_HOST": "127.0.0.1",
-            "TOPICS_PORT": "0",
+            "TOPICS_PORT": str(self.fixed_port),
             "TOPICS_PORT_FILE": str(port_file),
             "TOPICS_DATA_DIR": str(self.data_dir),
             **self.extra_env,

@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from ._replay import AsyncReplay, Replay, ReplayBatch
     from ._response import RawResponse
     from ._sse import CaughtUpEvent, RecordsEvent, StreamErrorEvent, TopicDeletedEvent, WatchEvent
+    from ._worker import AsyncWorker, Worker, WorkerStats
     from .resources.queues import AsyncWorkStream, WorkStream
     from .resources.watch import AsyncWatchStream, WatchStream
 
@@ -128,6 +129,9 @@ _LAZY = {
     "AsyncWatchStream": ".resources.watch",
     "WorkStream": ".resources.queues",
     "AsyncWorkStream": ".resources.queues",
+    "Worker": "._worker",
+    "AsyncWorker": "._worker",
+    "WorkerStats": "._worker",
 }
 
 
@@ -155,6 +159,7 @@ __all__ = [
     "AsyncReplay",
     "AsyncWatchStream",
     "AsyncWorkStream",
+    "AsyncWorker",
     "AuthenticationError",
     "BatchTooLargeError",
     "CaughtUpEvent",
@@ -216,6 +221,8 @@ __all__ = [
     "WatchStream",
     "WatchTopicStart",
     "WorkStream",
+    "Worker",
+    "WorkerStats",
     "WriteResult",
     "load_checkpoint",
     "save_checkpoint",

@@ -627,7 +627,7 @@ class ClaimResult:
 @dataclass(frozen=True, slots=True)
 class AckResult:
     topic: str
-    acked: tuple[int, ...]
+    acked: int
     skipped: tuple[int, ...]
     ready: int
     in_flight: int
@@ -637,7 +637,7 @@ class AckResult:
     def from_wire(cls, d: Mapping[str, Any]) -> AckResult:
         return cls(
             d["topic"],
-            _seqs(d.get("acked")),
+            _count(d.get("acked")),
             _seqs(d.get("skipped")),
             d.get("ready", 0),
             d.get("in_flight", 0),
@@ -648,7 +648,7 @@ class AckResult:
 @dataclass(frozen=True, slots=True)
 class NackResult:
     topic: str
-    nacked: tuple[int, ...]
+    nacked: int
     skipped: tuple[int, ...]
     ready: int
     in_flight: int
@@ -658,7 +658,7 @@ class NackResult:
     def from_wire(cls, d: Mapping[str, Any]) -> NackResult:
         return cls(
             d["topic"],
-            _seqs(d.get("nacked")),
+            _count(d.get("nacked")),
             _seqs(d.get("skipped")),
             d.get("ready", 0),
             d.get("in_flight", 0),
@@ -669,7 +669,7 @@ class NackResult:
 @dataclass(frozen=True, slots=True)
 class ExtendResult:
     topic: str
-    extended: tuple[int, ...]
+    extended: int
     skipped: tuple[int, ...]
     deadlines: Mapping[int, int]
     performance: Extra = field(default_factory=dict, repr=False)
@@ -679,7 +679,7 @@ class ExtendResult:
         deadlines = {int(k): v for k, v in (d.get("deadlines") or {}).items()}
         return cls(
             d["topic"],
-            _seqs(d.get("extended")),
+            _count(d.get("extended")),
             _seqs(d.get("skipped")),
             deadlines,
             _perf(d),
@@ -687,8 +687,17 @@ class ExtendResult:
 
 
 def _seqs(value: Any) -> tuple[int, ...]:
-    """Ack-style lists; a bare count (some servers answer ``"acked": 2``) becomes ``()``."""
+    """``skipped`` lists; anything else becomes ``()``."""
     return tuple(value) if isinstance(value, list) else ()
+
+
+def _count(value: Any) -> int:
+    """``acked``/``nacked``/``extended`` are counts (upstream); a list counts its seqs."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    return len(value) if isinstance(value, list) else 0
 
 
 # ---------------------------------------------------------------------------- watch

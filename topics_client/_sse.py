@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -61,9 +61,16 @@ class TopicDeletedEvent:
     reason: str = "deleted"
 
 
+SHUTTING_DOWN = "server_shutting_down"
+"""``code`` of the error frame a draining server sends before it closes every stream."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamErrorEvent:
-    """An ``error`` frame. Only code ``429`` (advisory pacing) is not ``terminal``."""
+    """An ``error`` frame. Only code ``429`` (advisory pacing) is not ``terminal``.
+
+    A watch never yields the ``server_shutting_down`` frame: it reconnects instead.
+    """
 
     code: int | str
     message: str
@@ -156,8 +163,14 @@ class WatchCursor:
     def feed(self, event: str, data: str, event_id: str | None) -> WatchEvent | None:
         """Decode one complete frame; ``None`` for heartbeats, unknown events, duplicates."""
         if event == "error":
-            self.error = decode_error_frame(data)
-            return self.error
+            error = decode_error_frame(data)
+            if error.code == SHUTTING_DOWN:
+                # The server is going away, not this watch: the connection ends and the
+                # stream reconnects (re-creating the session, which dies with the server
+                # process, from the cursors), so the caller sees no event at all.
+                return None
+            self.error = error
+            return error
         if event not in _DATA_EVENTS or not data:
             return None
         body = orjson.loads(data)
@@ -197,11 +210,17 @@ class WatchCursor:
         seen = self.positions.get(topic, 0)
         tomb = Tombstone.from_wire(body)
         gap = Gap.from_tombstone(topic, tomb, seen)
-        if tomb.reason != "recreated" and tomb.gap_to <= seen:
+        if tomb.reason == "recreated" or tomb.head_seq < seen:
+            # A head below what the caller already has means a new instance of the topic
+            # (within one instance the head never moves back). On a connection's first
+            # read the server labels every tombstone ``from_seq_too_old``, which is how a
+            # session re-created after a restart or a reconnect sees a recreated topic:
+            # say what happened, and read the new instance from its start.
+            self.positions[topic] = max(0, tomb.earliest_seq - 1)
+            return gap if gap.reason == "recreated" else replace(gap, reason="recreated")
+        if tomb.gap_to <= seen:
             return None  # already behind the caller: a rewound reconnect re-announcing it
-        self.positions[topic] = (
-            max(seen, tomb.gap_to) if tomb.reason != "recreated" else max(0, tomb.earliest_seq - 1)
-        )
+        self.positions[topic] = max(seen, tomb.gap_to)
         return gap
 
 

@@ -7,10 +7,13 @@ the OS picked is known before serving, and ``TOPICS_PORT_FILE`` gets it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
+import signal
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +79,28 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self.engine = engine
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM through the event loop itself.
+
+        uvicorn's default installs plain ``signal.signal`` handlers; with uvloop
+        and a second thread (the store's writer) a signal then sometimes goes
+        unnoticed until the next wake-up. The loop's own handlers never miss one,
+        and a clean shutdown exits 0 instead of re-raising the signal.
+        """
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.engine.begin_shutdown()
         super().handle_exit(sig, frame)
-        # uvicorn re-raises the signal once shut down; a clean shutdown exits 0 instead
-        captured = getattr(self, "_captured_signals", None)
-        if isinstance(captured, list):
-            captured.clear()
+        self._captured_signals.clear()  # shut down cleanly: exit 0, no re-raise
 
 
 async def serve(settings: Settings, announce: bool = True) -> None:

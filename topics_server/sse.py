@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["RETRY", "comment", "decode_cursor", "encode_cursor", "frame"]
+__all__ = ["RETRY", "comment", "decode_cursor", "encode_cursor", "frame", "raw_frame"]
 
 RETRY = b"retry: 2000\n\n"
 
@@ -18,6 +18,11 @@ def frame(event: str, data: Any, event_id: str | None = None) -> bytes:
     """One event: optional ``id:``, ``event:``, one line of compact JSON, blank line."""
     head = f"id: {event_id}\nevent: {event}\ndata: " if event_id else f"event: {event}\ndata: "
     return head.encode() + orjson.dumps(data) + b"\n\n"
+
+
+def raw_frame(event: str, data: bytes, event_id: str) -> bytes:
+    """A frame whose ``data`` is already compact JSON (shared between watchers)."""
+    return f"id: {event_id}\nevent: {event}\ndata: ".encode() + data + b"\n\n"
 
 
 def comment(text: str) -> bytes:

@@ -138,7 +138,7 @@ def test_queue_ops_with_lease_fencing() -> None:
         claim = client.queues.claim("q", node="w1", max=5, lease_ms=1000)
         job = claim.jobs[0]
         assert (job.topic, job.seq, job.lease_id, job.tag) == ("q", 31, "lease_1f", "c")
-        assert client.queues.ack("q", claim.jobs, node="w1").acked == (31,)
+        assert client.queues.ack("q", claim.jobs, node="w1").acked == 1
         assert client.queues.nack("q", [31], node="w1", delay_ms=10).skipped == (31,)
         assert client.queues.extend("q", [job], node="w1", lease_ms=500).deadlines == {31: 123}
     assert rec.body(0) == {"node": "w1", "max": 5, "lease_ms": 1000}

@@ -160,3 +160,31 @@ def test_cursor_drops_duplicates_and_stale_tombstones() -> None:
     gap = cursor.feed("tombstone", orjson.dumps(recreated).decode(), "i4")
     assert gap is not None and cursor.cursors == {"t": 0}
     assert cursor.feed("message", "", "i4") is None  # heartbeat-induced empty dispatch
+
+
+def test_cursor_sees_recreation_behind_a_first_read_label() -> None:
+    """A new session's first read labels every tombstone ``from_seq_too_old``; a head
+    below the caller's cursor still means a recreated topic, read from its start."""
+    cursor = WatchCursor({"t": 6})
+    relabelled = {
+        "topic": "t",
+        "reason": "from_seq_too_old",
+        "gap_from": 1,
+        "gap_to": 2,
+        "earliest_seq": 1,
+        "head_seq": 2,
+    }
+    gap = cursor.feed("tombstone", orjson.dumps(relabelled).decode(), "i1")
+    assert gap is not None and gap.reason == "recreated" and gap.cursor == 6
+    assert cursor.cursors == {"t": 0}
+    records = [{"$seq": s, "$ts": s, "data": s} for s in (1, 2)]
+    frame = {"topic": "t", "from_seq": 6, "to_seq": 2, "head_seq": 2, "records": records}
+    event = cursor.feed("record", orjson.dumps(frame).decode(), "i2")
+    assert isinstance(event, RecordsEvent) and [r.seq for r in event.records] == [1, 2]
+    assert cursor.cursors == {"t": 2}
+
+
+def test_shutdown_frame_is_not_a_watch_event() -> None:
+    cursor = WatchCursor({"t": 1})
+    assert cursor.feed("error", '{"code":"server_shutting_down","error":"bye"}', "") is None
+    assert cursor.error is None

@@ -30,6 +30,11 @@ from topics_client._base import BaseClient
 from topics_client._config import WATCHDOG_SLACK
 
 
+# A terminal error frame ends the fake streams (a shutdown frame would make the client
+# reconnect: see test_shutdown_frame_reconnects_transparently).
+END = frame("error", {"code": 410, "message": "bye"})
+
+
 @pytest.fixture(autouse=True)
 def instant_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(BaseClient, "_retry_delay", lambda self, attempt, retry_after: 0.0)
@@ -59,7 +64,7 @@ def test_cut_mid_frame_resumes_with_last_event_id() -> None:
     server = FakeWatchServer(
         [
             Conn([first, second[: len(second) // 2]], httpx.RemoteProtocolError("cut")),
-            Conn([rewound, frame("caught-up", {"topic": "a", "head_seq": 5}), SHUTDOWN]),
+            Conn([rewound, frame("caught-up", {"topic": "a", "head_seq": 5}), END]),
         ]
     )
     events, cursors = run(server, {"a": 0})
@@ -80,7 +85,7 @@ def test_silent_stream_trips_heartbeat_watchdog() -> None:
                 [hb, records_frame("a", [1], from_seq=0, event_id=cid({"a": 1})), hb],
                 httpx.ReadTimeout("silence"),
             ),
-            Conn([hb, records_frame("a", [2], from_seq=1, event_id=cid({"a": 2})), SHUTDOWN]),
+            Conn([hb, records_frame("a", [2], from_seq=1, event_id=cid({"a": 2})), END]),
         ]
     )
     events, _ = run(server, ["a"], heartbeat_ms=1000)
@@ -100,7 +105,7 @@ def test_collected_session_is_recreated_from_composite_cursor() -> None:
                 httpx.ReadError("reset"),
             ),
             Conn(response=not_found()),
-            Conn([records_frame("a", [4], from_seq=3, event_id=cid({"a": 4, "b": 9})), SHUTDOWN]),
+            Conn([records_frame("a", [4], from_seq=3, event_id=cid({"a": 4, "b": 9})), END]),
         ]
     )
     events, cursors = run(server, {"a": 0, "b": 2})
@@ -123,7 +128,7 @@ def test_opaque_ids_fall_back_to_tracked_to_seq() -> None:
                 httpx.RemoteProtocolError("cut"),
             ),
             Conn(response=not_found()),
-            Conn([SHUTDOWN]),
+            Conn([END]),
         ]
     )
     events, cursors = run(server, {"a": 0})
@@ -199,7 +204,7 @@ def test_topic_deleted_while_session_was_collected() -> None:
                 httpx.RemoteProtocolError("cut"),
             ),
             Conn(response=not_found()),
-            Conn([SHUTDOWN]),
+            Conn([END]),
         ],
         post_errors=[],
     )
@@ -243,7 +248,7 @@ def test_unauthorized_stream_raises_immediately() -> None:
 
 
 def test_tail_and_options_in_post_body() -> None:
-    server = FakeWatchServer([Conn([SHUTDOWN])])
+    server = FakeWatchServer([Conn([END])])
     run(server, ["a", "b"], tail=True, include_data=False, node=["n1", "n2"], heartbeat_ms=5000)
     assert server.posts[0] == {
         "topics": {"a": {"tail": True}, "b": {"tail": True}},
@@ -271,7 +276,7 @@ async def test_async_stream_cut_collected_and_resumed() -> None:
                 httpx.ReadTimeout("silent"),
             ),
             Conn(response=not_found()),
-            Conn([records_frame("a", [2, 3], from_seq=1, event_id=cid({"a": 3})), SHUTDOWN]),
+            Conn([records_frame("a", [2, 3], from_seq=1, event_id=cid({"a": 3})), END]),
         ]
     )
     async with (
@@ -292,3 +297,49 @@ async def test_async_reconnects_exhausted() -> None:
         with pytest.raises(APIConnectionError):
             async for _ in client.watch.stream(["a"], max_reconnects=1):
                 pass
+
+
+def test_shutdown_frame_reconnects_transparently() -> None:
+    """A draining server's ``server_shutting_down`` frame ends the connection, not the
+    watch: the client reconnects (the restarted server no longer knows the session, so it
+    re-POSTs from its cursors) and the caller sees neither the frame nor a duplicate."""
+    server = FakeWatchServer(
+        [
+            Conn([records_frame("a", [1, 2], from_seq=0, event_id=cid({"a": 2})), SHUTDOWN]),
+            httpx.ConnectError("refused"),
+            Conn(response=not_found()),
+            Conn([records_frame("a", [3], from_seq=2, event_id=cid({"a": 3})), END]),
+        ]
+    )
+    events, cursors = run(server, {"a": 0})
+    assert seqs(events) == [1, 2, 3] and cursors == {"a": 3}
+    errors = [e for e in events if isinstance(e, StreamErrorEvent)]
+    assert [e.code for e in errors] == [410]
+    assert [p["topics"] for p in server.posts] == [{"a": {"from_seq": 0}}, {"a": {"from_seq": 2}}]
+
+
+def test_session_repost_waits_for_a_server_that_is_down() -> None:
+    """Re-creating a collected session while the server is unreachable counts as a failed
+    reconnect (with backoff), it does not escape the stream."""
+    server = FakeWatchServer(
+        [
+            Conn([records_frame("a", [1], from_seq=0, event_id=cid({"a": 1}))], None),
+            Conn(response=not_found()),
+            Conn([records_frame("a", [2], from_seq=1, event_id=cid({"a": 2})), END]),
+        ]
+    )
+    refusals = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and server.posts and refusals["n"] < 3:
+            refusals["n"] += 1
+            raise httpx.ConnectError("refused", request=request)
+        return server(request)
+
+    with (
+        Client("http://h", transport=httpx.MockTransport(handler), max_retries=0) as client,
+        client.watch.stream({"a": 0}) as stream,
+    ):
+        events = list(stream)
+    assert seqs(events) == [1, 2] and refusals["n"] == 3
+    assert server.posts[-1]["topics"] == {"a": {"from_seq": 1}}

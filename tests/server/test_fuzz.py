@@ -164,7 +164,7 @@ def test_fuzz_put_topic(
         _send(client, "PUT", f"/v0/topics/{name}", b"{}")
 
 
-@FUZZ
+@settings(FUZZ, max_examples=100)
 @given(raw=raw_bytes, ctype=content_types)
 def test_fuzz_put_topic_bytes(
     client: httpx.Client, fuzz_topics: dict[str, str], raw: bytes, ctype: str
@@ -206,7 +206,7 @@ def test_fuzz_write(
         assert ("seqs" in out) is (return_seqs not in ("false", "0"))
 
 
-@FUZZ
+@settings(FUZZ, max_examples=100)
 @given(raw=raw_bytes, ctype=content_types)
 def test_fuzz_write_bytes(
     client: httpx.Client, fuzz_topics: dict[str, str], raw: bytes, ctype: str
@@ -234,7 +234,7 @@ def test_fuzz_diff(client: httpx.Client, fuzz_topics: dict[str, str], body: Any)
         assert resp.status_code == 400, resp.text
 
 
-@FUZZ
+@settings(FUZZ, max_examples=100)
 @given(raw=raw_bytes, ctype=content_types)
 def test_fuzz_diff_bytes(
     client: httpx.Client, fuzz_topics: dict[str, str], raw: bytes, ctype: str
@@ -270,7 +270,7 @@ def test_fuzz_delete_records(client: httpx.Client, fuzz_topics: dict[str, str], 
         )
 
 
-@FUZZ
+@settings(FUZZ, max_examples=100)
 @given(raw=raw_bytes, ctype=content_types)
 def test_fuzz_delete_records_bytes(
     client: httpx.Client, fuzz_topics: dict[str, str], raw: bytes, ctype: str

@@ -175,6 +175,8 @@ BAD_CONFIGS: list[Any] = [
     {"priority": "high"},
     {"priority": 1.5},
     {"priority": True},
+    {"priority": 2**31},
+    {"priority": -(2**31) - 1},
     {"auto_priority": "true"},
     {"auto_create": 1},
     {"dedupe_node": "false"},
@@ -550,7 +552,7 @@ def test_list_pagination(http: httpx.Client) -> None:
     assert _pages(http, prefix, 1) == [[n] for n in names]
 
 
-@pytest.mark.parametrize(("page_size", "expected"), [("0", 1), ("-5", 1), ("1", 1), ("2", 2)])
+@pytest.mark.parametrize(("page_size", "expected"), [("0", 1), ("1", 1), ("2", 2)])
 def test_list_page_size_clamped_low(http: httpx.Client, page_size: str, expected: int) -> None:
     prefix = unique("ps") + "-"
     for i in range(3):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 from httpx_sse import EventSource, SSEError
 
 from .._base import connection_error, error_from_response, with_read
-from .._exceptions import APIConnectionError, NotFoundError, StreamError
+from .._exceptions import APIConnectionError, APIError, NotFoundError, StreamError, TopicsError
 from .._http import httpx
 
 if TYPE_CHECKING:
@@ -73,19 +73,37 @@ def _check(response: httpx.Response) -> None:
         raise StreamError(f"expected text/event-stream, got {content_type!r}")
 
 
+def _prepare_failed(exc: TopicsError, failures: int, max_reconnects: int) -> float | None:
+    """A failed ``prepare`` (session re-POST) while the server is away (down, restarting,
+    recovering, throttling) counts as one failed reconnect; anything else is raised."""
+    if failures >= max_reconnects:
+        raise exc
+    if isinstance(exc, APIConnectionError):
+        return None
+    if isinstance(exc, APIError) and exc.status in (429, 503):
+        return exc.retry_after
+    raise exc
+
+
 def iter_stream(
     client: Client, spec: StreamSpec[E], prepare: Callable[[], None] | None = None
 ) -> Iterator[E]:
     """``prepare`` runs before each connection attempt (a watch creates its session there)."""
     failures = 0
     while not spec.finished():
+        retry_after: float | None = None
         if prepare is not None:
-            prepare()
+            try:
+                prepare()
+            except (APIConnectionError, APIError) as exc:
+                retry_after = _prepare_failed(exc, failures, spec.max_reconnects)
+                failures += 1
+                time.sleep(client._retry_delay(failures - 1, retry_after))
+                continue
             yield from spec.take_pending()
             if spec.finished():
                 return
         request = _request(client, spec.target())
-        retry_after: float | None = None
         try:
             response = client._http.send(request, stream=True)
             try:
@@ -126,14 +144,20 @@ async def aiter_stream(
 
     failures = 0
     while not spec.finished():
+        retry_after: float | None = None
         if prepare is not None:
-            await prepare()
+            try:
+                await prepare()
+            except (APIConnectionError, APIError) as exc:
+                retry_after = _prepare_failed(exc, failures, spec.max_reconnects)
+                failures += 1
+                await anyio.sleep(client._retry_delay(failures - 1, retry_after))
+                continue
             for pending in spec.take_pending():
                 yield pending
             if spec.finished():
                 return
         request = _request(client, spec.target())
-        retry_after: float | None = None
         try:
             response = await client._http.send(request, stream=True)
             try:

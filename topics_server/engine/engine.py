@@ -240,6 +240,7 @@ class Engine:
         log.head = max(log.head, last)
         log.evict_floor = max(log.evict_floor, last + 1)
         log.trim_hi = last
+        log.version += 1
         if self.store is not None:
             if log.config.durability == "ephemeral":
                 self._reserved[log.instance_id] = max(self._reserved.get(log.instance_id, 0), last)
@@ -289,6 +290,7 @@ class Engine:
             )
         was_ephemeral = log.config.durability == "ephemeral"
         log.config = config
+        log.version += 1
         log.apply_retention(now_ms())
         self._sync_front(log)
         await self._await(self._save(log))

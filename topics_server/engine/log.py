@@ -108,6 +108,7 @@ class TopicLog:
         self.idempotency = IdempotencyTable()
         self.waiters: list[asyncio.Future[None]] = []
         self.removed = False
+        self.version = 0  # bumped by every change a reader could see (read caches key on it)
         self.persisted_front = 1  # the front as last handed to the store
         self.load_payloads: PayloadLoader | None = None
 
@@ -169,6 +170,7 @@ class TopicLog:
         if chunk.last > self.head:
             self.head = chunk.last
         self.last_write_ts = now
+        self.version += 1
         self.count += n
         self.bytes += size
         self.totals.records += n
@@ -279,6 +281,7 @@ class TopicLog:
 
     def _forget(self, chunk: Chunk, i: int) -> None:
         """Take record ``i`` of ``chunk`` out of the counters and the tag index."""
+        self.version += 1
         size = chunk.sizes[i]
         self.count -= 1
         self.bytes -= size

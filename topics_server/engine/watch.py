@@ -19,9 +19,11 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from topics_server.engine.log import TopicLog
+import orjson
+
+from topics_server.engine.log import ReadResult, TopicLog
 from topics_server.engine.records import to_wire
-from topics_server.sse import RETRY, comment, encode_cursor, frame
+from topics_server.sse import RETRY, comment, encode_cursor, frame, raw_frame
 from topics_server.wire import now_ms
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["SESSION_TTL_MS", "WatchOptions", "WatchSession", "Watches"]
 
 SESSION_TTL_MS = 300_000
+FLUSH_BYTES = 256 * 1024  # frames of one pass are written together up to this size
+READ_CACHE = 1024  # shared reads kept at most (cleared when full)
 
 
 @dataclass(slots=True)
@@ -42,6 +46,18 @@ class WatchOptions:
     include_tags: bool = False
     include_data: bool = True
     consistency: str = "eventual"
+
+    @property
+    def read_key(self) -> tuple[Any, ...]:
+        """Everything that shapes a read and its rendering."""
+        return (
+            self.nodes,
+            self.limit,
+            self.max_batch_bytes,
+            self.include_meta,
+            self.include_tags,
+            self.include_data,
+        )
 
 
 @dataclass(slots=True)
@@ -83,6 +99,9 @@ class Watches:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessions: dict[str, WatchSession] = {}
+        # Watchers at the same cursor with the same options read the same thing:
+        # one of them reads and renders, the rest reuse it (fan-out costs one read).
+        self._reads: dict[tuple[Any, ...], tuple[TopicLog, ReadResult, bytes | None]] = {}
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -124,19 +143,26 @@ class Watches:
                         "error", {"code": "server_shutting_down", "error": "server shutting down"}
                     )
                     return
-                wrote = False
+                # one pass: every topic read up to its head; frames go out in few writes
+                out: list[bytes] = []
+                size = 0
                 for topic in session.cursors:
                     if topic in terminal:
                         continue
                     async for chunk in self._drain(session, topic, first, caught, terminal, seen):
-                        wrote = True
-                        yield chunk
+                        out.append(chunk)
+                        size += len(chunk)
+                        if size >= FLUSH_BYTES:
+                            yield b"".join(out)
+                            out, size = [], 0
+                            last_frame = time.monotonic()
+                if out:
+                    yield b"".join(out)
+                    last_frame = time.monotonic()
                 if len(terminal) == len(session.cursors):
                     return
                 now = time.monotonic()
-                if wrote:
-                    last_frame = now
-                elif now - last_frame >= heartbeat:
+                if now - last_frame >= heartbeat:
                     yield comment(f"hb {now_ms()}")
                     last_frame = now
                 # a frame's send may have waited on a slow client while writers went on:
@@ -153,6 +179,35 @@ class Watches:
             engine.sse_connections -= 1
             session.last_access = time.monotonic()
 
+    def _read(
+        self, log: TopicLog, cursor: int, options: WatchOptions
+    ) -> tuple[ReadResult, bytes | None]:
+        """Read (or reuse a read of) ``log`` after ``cursor``; with the rendered records."""
+        key = (log.instance_id, log.version, cursor, options.read_key)
+        hit = self._reads.get(key)
+        if hit is not None and hit[0] is log:
+            return hit[1], hit[2]
+        result = log.read(cursor, options.limit, options.max_batch_bytes, options.nodes)
+        body = None
+        if result.records:
+            records = [
+                to_wire(r, options.include_tags, options.include_meta, options.include_data)
+                for r in result.records
+            ]
+            body = orjson.dumps(
+                {
+                    "topic": log.name,
+                    "from_seq": cursor,
+                    "to_seq": result.next_from_seq,
+                    "head_seq": result.head_seq,
+                    "records": records,
+                }
+            )
+        if len(self._reads) >= READ_CACHE:
+            self._reads.clear()
+        self._reads[key] = (log, result, body)
+        return result, body
+
     async def _drain(
         self,
         session: WatchSession,
@@ -164,7 +219,6 @@ class Watches:
     ) -> AsyncIterator[bytes]:
         """Read one topic from its session cursor until caught up."""
         engine = self.engine
-        options = session.options
         await engine.routers.catch_up(topic)
         log = engine.get(topic)
         if log is None:
@@ -179,7 +233,7 @@ class Watches:
         cursors = session.cursors
         while True:
             cursor = cursors[topic]
-            result = log.read(cursor, options.limit, options.max_batch_bytes, options.nodes)
+            result, body = self._read(log, cursor, session.options)
             sent = False
             tombstone = result.tombstone
             if tombstone is not None:
@@ -190,20 +244,9 @@ class Watches:
                 yield frame("tombstone", data, session.cursor_id())
                 sent = True
             first[topic] = False
-            if result.records:
+            if body is not None:
                 cursors[topic] = result.next_from_seq
-                records = [
-                    to_wire(r, options.include_tags, options.include_meta, options.include_data)
-                    for r in result.records
-                ]
-                body = {
-                    "topic": topic,
-                    "from_seq": cursor,
-                    "to_seq": result.next_from_seq,
-                    "head_seq": result.head_seq,
-                    "records": records,
-                }
-                yield frame("record", body, session.cursor_id())
+                yield raw_frame("record", body, session.cursor_id())
                 sent = True
             else:
                 cursors[topic] = max(cursors[topic], result.next_from_seq)
@@ -213,11 +256,8 @@ class Watches:
                 seen[topic] = (log, result.head_seq)
                 if not caught[topic]:
                     caught[topic] = True
-                    yield frame(
-                        "caught-up",
-                        {"topic": topic, "head_seq": result.head_seq},
-                        session.cursor_id(),
-                    )
+                    data = {"topic": topic, "head_seq": result.head_seq}
+                    yield frame("caught-up", data, session.cursor_id())
                 return
             if not sent and cursors[topic] == cursor:
                 seen[topic] = (log, log.head)  # no progress possible now: wait for a change

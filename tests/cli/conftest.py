@@ -1,0 +1,58 @@
+"""CLI test helpers: run ``python -m topics_cli`` as a real subprocess against the server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def jsonl(self) -> list[dict]:
+        return [orjson.loads(line) for line in self.out.splitlines() if line.strip()]
+
+    def err_jsonl(self) -> list[dict]:
+        return [orjson.loads(line) for line in self.err.splitlines() if line.startswith("{")]
+
+
+def cli_env(base_url: str, tmp: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOPICS")}
+    env.update(TOPICS_URL=base_url, XDG_CONFIG_HOME=str(tmp / "xdg"), NO_COLOR="1", **extra)
+    return env
+
+
+@pytest.fixture
+def topics(base_url: str, tmp_path: Path) -> Callable[..., Run]:
+    """``topics(*args, input=..., env=..., timeout=...)`` → :class:`Run`."""
+
+    def run(
+        *args: str,
+        input: str | bytes | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> Run:
+        data = input.encode() if isinstance(input, str) else input
+        proc = subprocess.run(
+            [sys.executable, "-m", "topics_cli", *args],
+            input=data,
+            capture_output=True,
+            env={**cli_env(base_url, tmp_path), **(env or {})},
+            cwd=tmp_path,
+            timeout=timeout,
+        )
+        return Run(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+    return run

@@ -1,0 +1,70 @@
+"""Client models → plain JSON-able dicts, and small human formats (no rich here)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from topics_client import TopicConfig, TopicState
+
+__all__ = ["ago", "config_dict", "state_dict"]
+
+_CONFIG_ORDER = (
+    "type",
+    "ttl_ms",
+    "cap_records",
+    "cap_bytes",
+    "discard",
+    "durable",
+    "durability",
+    "priority",
+    "auto_priority",
+    "auto_create",
+    "idempotency_window_ms",
+    "dedupe_node",
+    "lease_ms",
+    "claim_jitter_ms",
+    "max_deliveries",
+    "dead_letter",
+    "leases_durable",
+)
+
+
+def config_dict(config: TopicConfig) -> dict[str, Any]:
+    out = {k: getattr(config, k) for k in _CONFIG_ORDER}
+    out.update(config.extra)
+    return out
+
+
+def state_dict(state: TopicState) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "topic": state.topic,
+        "type": state.type,
+        "head_seq": state.head_seq,
+        "earliest_seq": state.earliest_seq,
+        "next_seq": state.next_seq,
+        "count": state.count,
+        "bytes": state.bytes,
+        "config": config_dict(state.config),
+        "effective_priority": state.effective_priority,
+        "last_write_ts": state.last_write_ts,
+        "last_read_ts": state.last_read_ts,
+    }
+    if state.queue is not None:
+        out["queue"] = {
+            "ready": state.queue.ready,
+            "in_flight": state.queue.in_flight,
+            "dead_lettered": state.queue.dead_lettered,
+        }
+    out.update(state.extra)
+    return out
+
+
+def ago(ts_ms: int | None) -> str:
+    if ts_ms is None:
+        return "never"
+    from topics_cli.positions import format_duration
+
+    delta = max(0, time.time() * 1000 - ts_ms)
+    return f"{format_duration(delta)} ago"

@@ -1,0 +1,302 @@
+"""``topics put``: append records from arguments or stdin."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from itertools import islice
+from typing import Annotated, Any
+
+import typer
+
+from topics_cli.context import get_app
+from topics_cli.errors import CliError
+from topics_cli.options import TopicArg
+
+HELP = """Append records to TOPIC, from DATA arguments or from stdin (one JSON value a line).
+
+Each batch of --batch-size lines is one atomic write: an invalid JSON line stops the run
+before any of its batch is sent (the error names the line); --skip-invalid skips and
+counts such lines instead. Blank lines are ignored. Prints the assigned seqs.
+
+\b
+Examples:
+  topics put orders '{"id": 1}' '{"id": 2}'
+  topics put orders --tag order:7 --meta trace=t9 '{"qty": 2}'
+  seq 1 100000 | topics put numbers
+  tail -f app.log | topics put logs --raw --batch-size 1
+  topics put orders --key import-2026-01 < orders.jsonl     # re-runs append nothing
+  topics diff A -o jsonl | topics put B --envelope           # copy a topic
+  topics put billing --config cap_records=50000 --config durability=fsync '{"x": 1}'
+"""
+
+MetaOpt = Annotated[
+    list[str] | None,
+    typer.Option("--meta", help="Meta entry k=v for every record; repeatable.", show_default=False),
+]
+
+
+def _parse_value(text: str) -> Any:
+    import orjson
+
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r}: expected key=value", param_hint=flag)
+        out[key.strip()] = _parse_value(value) if flag == "--config" else value
+    return out
+
+
+class _Input:
+    """Numbered input lines → wire records, batch by batch."""
+
+    def __init__(
+        self,
+        *,
+        raw: bool,
+        envelope: bool,
+        skip_invalid: bool,
+        tag: str | None,
+        meta: dict[str, Any],
+    ) -> None:
+        self.raw = raw
+        self.envelope = envelope
+        self.skip_invalid = skip_invalid
+        self.tag = tag
+        self.meta = meta
+        self.skipped: list[int] = []
+        self.gap_markers = 0
+
+    def record(self, line_no: int, line: bytes | str) -> dict[str, Any] | None:
+        import orjson
+
+        if isinstance(line, bytes):
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                return None
+        else:
+            line = line.rstrip("\r\n")
+        rec: dict[str, Any]
+        if self.raw:
+            text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+            rec = {"data": text}
+        else:
+            try:
+                value = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                self._invalid(line_no, f"invalid JSON ({exc.msg})")
+                return None
+            if self.envelope:
+                if not isinstance(value, dict):
+                    self._invalid(line_no, "not a record envelope (a JSON object)")
+                    return None
+                if "$gap" in value:
+                    self.gap_markers += 1
+                    return None
+                if "data" not in value:
+                    self._invalid(line_no, "envelope without a data field")
+                    return None
+                rec = {"data": value["data"]}
+                if isinstance(value.get("$tag"), str):
+                    rec["tag"] = value["$tag"]
+                if isinstance(value.get("$node"), str):
+                    rec["node"] = value["$node"]
+                meta = value.get("meta")
+                if isinstance(meta, dict):
+                    rec["meta"] = {**self.meta, **meta} if self.meta else meta
+            else:
+                rec = {"data": value}
+        if self.tag is not None and "tag" not in rec:
+            rec["tag"] = self.tag
+        if self.meta and "meta" not in rec:
+            rec["meta"] = dict(self.meta)
+        return rec
+
+    def _invalid(self, line_no: int, why: str) -> None:
+        if not self.skip_invalid:
+            raise _BadLine(line_no, why)
+        self.skipped.append(line_no)
+
+
+class _BadLine(Exception):
+    def __init__(self, line_no: int, why: str) -> None:
+        super().__init__(why)
+        self.line_no = line_no
+        self.why = why
+
+
+def _batches(
+    lines: Iterator[tuple[int, bytes | str]], parse: _Input, size: int
+) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
+    """``(first_line, last_line, records)``; parses a whole batch before it is sent."""
+    while True:
+        chunk = list(islice(lines, size))
+        if not chunk:
+            return
+        records = []
+        for line_no, line in chunk:
+            rec = parse.record(line_no, line)
+            if rec is not None:
+                records.append(rec)
+        if records:
+            yield chunk[0][0], chunk[-1][0], records
+
+
+def put(
+    ctx: typer.Context,
+    topic: TopicArg,
+    data: Annotated[
+        list[str] | None,
+        typer.Argument(help="Records as JSON values (strings with --raw).", show_default=False),
+    ] = None,
+    raw: Annotated[bool, typer.Option("--raw", help="Each line/argument is a string.")] = False,
+    tag: Annotated[
+        str | None, typer.Option("--tag", "-t", help="Tag for every record.", show_default=False)
+    ] = None,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="Origin node for every record.", show_default=False),
+    ] = None,
+    meta: MetaOpt = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Idempotency key (batch i>0 uses KEY:i): a repeated run appends nothing.",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, max=10000, help="Records per write.")
+    ] = 500,
+    no_create: Annotated[
+        bool, typer.Option("--no-create", help="Fail (exit 4) if the topic does not exist.")
+    ] = False,
+    config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--config",
+            help="Config k=v applied if this write creates the topic; repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    envelope: Annotated[
+        bool,
+        typer.Option(
+            "--envelope",
+            help="Lines are records as the server returns them ($tag, $node, meta, data).",
+        ),
+    ] = False,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Skip and count invalid lines.")
+    ] = False,
+) -> None:
+    if raw and envelope:
+        raise typer.BadParameter("--raw and --envelope exclude each other", param_hint="--raw")
+    app = get_app(ctx)
+    sink = app.sink
+    meta_map = _pairs(meta, "--meta")
+    config_map = _pairs(config, "--config") or None
+    parse = _Input(raw=raw, envelope=envelope, skip_invalid=skip_invalid, tag=tag, meta=meta_map)
+    lines: Iterator[tuple[int, bytes | str]]
+    if data:
+        lines = iter(enumerate(data, 1))
+        source = "argument"
+    else:
+        if sys.stdin.isatty():
+            raise CliError(
+                "no records: pass DATA arguments or pipe JSON lines on stdin",
+                hint="topics put TOPIC '{\"id\": 1}'",
+            )
+        lines = iter(enumerate(sys.stdin.buffer, 1))
+        source = "line"
+    client = app.client()
+    started = time.monotonic()
+    total = 0
+    seqs: list[int] = []
+    results: list[dict[str, Any]] = []
+    index = 0
+    batches = _batches(lines, parse, batch_size)
+    while True:
+        try:
+            item = next(batches, None)
+        except _BadLine as bad:
+            done = f"{total:,} records before it were appended" if total else "nothing appended"
+            raise CliError(
+                f"{source} {bad.line_no}: {bad.why}; nothing of its batch was sent ({done})",
+                hint="--raw sends lines as strings; --skip-invalid skips bad lines",
+            ) from None
+        if item is None:
+            break
+        _first, _last, records = item
+        batch_key = None if key is None else (key if index == 0 else f"{key}:{index}")
+        result = client.topics.write(
+            topic,
+            records,
+            node=node,
+            idempotency_key=batch_key,
+            create=False if no_create else None,
+            config=config_map,
+        )
+        index += 1
+        total += result.count
+        seqs.extend(result.seqs or range(result.first_seq, result.last_seq + 1))
+        entry = {
+            "topic": result.topic,
+            "first_seq": result.first_seq,
+            "last_seq": result.last_seq,
+            "count": result.count,
+            "seqs": list(result.seqs),
+            "created": result.created,
+            "deduped": result.deduped,
+        }
+        if sink.mode == "jsonl":
+            sink.result(entry)
+        else:
+            results.append(entry)
+        if index > 1:
+            rate = total / max(1e-6, time.monotonic() - started)
+            sink.status(f"put {topic}: {total:,} records ({rate:,.0f}/s)")
+    sink.clear_status()
+    if parse.skipped:
+        shown = ", ".join(map(str, parse.skipped[:10])) + (" …" if len(parse.skipped) > 10 else "")
+        sink.warn(f"skipped {len(parse.skipped)} invalid {source}s ({shown})")
+    if parse.gap_markers:
+        sink.info(f"ignored {parse.gap_markers} $gap markers in the input")
+    if sink.mode == "jsonl":
+        return
+    if sink.mode in ("data", "template"):
+        sink.lines(map(str, seqs))
+        return
+    deduped = bool(results) and all(r["deduped"] for r in results)
+    summary = {
+        "topic": topic,
+        "count": total,
+        "first_seq": seqs[0] if seqs else None,
+        "last_seq": seqs[-1] if seqs else None,
+        "seqs": seqs,
+        "writes": index,
+        "created": any(r["created"] for r in results),
+        "deduped": deduped,
+        "skipped_lines": parse.skipped,
+    }
+
+    def pretty(console: Any) -> None:
+        if not seqs:
+            console.print(f"nothing appended to [bold]{topic}[/]")
+            return
+        span = f"seq {seqs[0]}" if len(seqs) == 1 else f"seqs {seqs[0]}..{seqs[-1]}"
+        note = " [yellow](deduplicated: already written with this key)[/]" if deduped else ""
+        created = " [green](created)[/]" if summary["created"] else ""
+        console.print(f"appended {total:,} to [bold]{topic}[/]{created}: {span}{note}")
+
+    sink.result(summary, pretty)

@@ -1,0 +1,347 @@
+"""``topics tombstone check | scan`` (alias ``topics gaps``): gap detection without
+consuming anything."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from topics_cli.context import get_app
+from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, EXIT_INTERRUPTED
+from topics_cli.options import TopicArg, UntilOpt
+
+if TYPE_CHECKING:
+    from topics_client import Client, TopicState
+
+app = typer.Typer(
+    help="""Gap detection without consuming: would a reader at a cursor hit a gap, how long
+until it does, and is a seq range complete?
+
+\b
+Examples:
+  topics tombstone check orders --from 41
+  topics tombstone check orders --checkpoint billing.cp --warn-before 30m
+  topics tombstone scan orders --from 0 -o json     # CI completeness proof
+  topics gaps scan orders --from 1000 --until 5000
+""",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    epilog=EXIT_CODES_HELP,
+)
+
+FromsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--from",
+        "-f",
+        help="A reader's cursor (N, -N, end, start, @TIME); repeatable.",
+        show_default=False,
+    ),
+]
+CheckpointsOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        help="Take the cursor from this checkpoint file; repeatable.",
+        show_default=False,
+    ),
+]
+
+
+def _write_rate(client: Client, topic: str, first: TopicState, sample_s: float) -> float | None:
+    """Records/s from two head samples ``sample_s`` apart (None when not sampled)."""
+    if sample_s <= 0:
+        return None
+    t0 = time.monotonic()
+    time.sleep(sample_s)
+    second = client.topics.get(topic, touch=False)
+    elapsed = time.monotonic() - t0
+    return max(0, second.head_seq - first.head_seq) / elapsed
+
+
+def eviction_estimate(
+    state: TopicState, cursor: int, rate: float | None, next_ts: int | None, now_ms: int
+) -> dict[str, Any]:
+    """When the record after ``cursor`` falls off: by cap (writes left / rate) or TTL."""
+    cfg = state.config
+    lag = max(0, state.head_seq - cursor)
+    out: dict[str, Any] = {"writes_until_eviction": None, "evicted_in_ms": None, "evicted_by": None}
+    candidates: list[tuple[float, str]] = []
+    if cfg.discard != "reject":
+        caps: list[int] = []
+        if cfg.cap_records:
+            caps.append(cfg.cap_records)
+        if cfg.cap_bytes and state.count and state.bytes:
+            caps.append(max(1, int(cfg.cap_bytes / (state.bytes / state.count))))
+        if caps:
+            writes_left = max(0, min(caps) - lag + 1)
+            out["writes_until_eviction"] = writes_left
+            if rate:
+                candidates.append((writes_left / rate * 1000, "cap"))
+    if cfg.ttl_ms:
+        expires = (next_ts + cfg.ttl_ms - now_ms) if next_ts is not None else cfg.ttl_ms
+        candidates.append((max(0, expires), "ttl"))
+    if candidates:
+        ms, why = min(candidates)
+        out["evicted_in_ms"] = int(ms)
+        out["evicted_by"] = why
+    return out
+
+
+@app.command("check")
+def check(
+    ctx: typer.Context,
+    topic: TopicArg,
+    from_: FromsOpt = None,
+    checkpoint: CheckpointsOpt = None,
+    warn_before: Annotated[
+        str | None,
+        typer.Option(
+            "--warn-before",
+            help="Also exit 3 when a cursor will fall off sooner than this (e.g. 30m).",
+            show_default=False,
+        ),
+    ] = None,
+    sample: Annotated[
+        str, typer.Option("--sample", help="Measure the write rate over this long (0 = skip).")
+    ] = "1s",
+) -> None:
+    """For each cursor: a gap now? lag, headroom, and when it falls off at the current rate."""
+    from topics_cli.consume import Checkpoint, now_ms
+    from topics_cli.positions import (
+        PositionError,
+        format_duration,
+        parse_duration_ms,
+        parse_from,
+        resolve_from,
+    )
+
+    ap = get_app(ctx)
+    if not from_ and not checkpoint:
+        raise typer.BadParameter("give at least one --from N or --checkpoint FILE")
+    try:
+        warn_ms = parse_duration_ms(warn_before) if warn_before else None
+        sample_s = parse_duration_ms(sample) / 1000
+        positions = [(text, parse_from(text, now_ms())) for text in from_ or ()]
+    except PositionError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    client = ap.client()
+    state = client.topics.get(topic, touch=False)
+    cursors: list[tuple[str, int]] = []
+    for text, pos in positions:
+        if pos.kind == "time":
+            from topics_cli.consume import seek_time
+
+            cursors.append((f"--from {text}", seek_time(client, topic, pos.value)))
+        else:
+            seq = resolve_from(pos, state.head_seq, state.earliest_seq)
+            assert seq is not None
+            cursors.append((f"--from {text}", seq))
+    for path in checkpoint or ():
+        saved = Checkpoint(path).get(topic)
+        if saved is None:
+            raise typer.BadParameter(f"{path} holds no cursor for {topic!r}")
+        cursors.append((str(path), saved))
+    rate = _write_rate(client, topic, state, sample_s)
+    if rate is not None:
+        state = client.topics.get(topic, touch=False)
+    now = now_ms()
+    reports = []
+    failing = False
+    for source, cursor in cursors:
+        probe = client.topics.diff(topic, from_seq=cursor, limit=1, include_meta=False)
+        tomb = probe.tombstone
+        gap = None
+        if tomb is not None:
+            gap = {
+                "gap_from": tomb.gap_from,
+                "gap_to": tomb.gap_to,
+                "reason": tomb.reason,
+                "missed_estimate": tomb.missed_estimate,
+                "earliest_seq": tomb.earliest_seq,
+            }
+        next_ts = probe.records[0].ts if probe.records and tomb is None else None
+        report: dict[str, Any] = {
+            "cursor": cursor,
+            "source": source,
+            "gap": gap,
+            "lag": max(0, state.head_seq - cursor),
+            "headroom": cursor - state.earliest_seq + 1,
+        }
+        report.update(eviction_estimate(state, cursor, rate, next_ts, now))
+        soon = (
+            warn_ms is not None
+            and gap is None
+            and report["evicted_in_ms"] is not None
+            and report["evicted_in_ms"] < warn_ms
+        )
+        report["status"] = "gap" if gap else ("at_risk" if soon else "ok")
+        failing = failing or gap is not None or soon
+        reports.append(report)
+    value: dict[str, Any] = {
+        "topic": topic,
+        "head_seq": state.head_seq,
+        "earliest_seq": state.earliest_seq,
+        "cap_records": state.config.cap_records,
+        "cap_bytes": state.config.cap_bytes,
+        "ttl_ms": state.config.ttl_ms,
+        "write_rate": None if rate is None else round(rate, 3),
+        "cursors": reports,
+        "ok": not failing,
+    }
+
+    def pretty(console: Any) -> None:
+        rate_text = "not sampled" if rate is None else f"{rate:,.1f} rec/s"
+        console.print(
+            f"[bold]{topic}[/]: retained seqs {state.earliest_seq}..{state.head_seq}, "
+            f"writing at {rate_text}"
+        )
+        for r in reports:
+            head = f"  cursor {r['cursor']} ({r['source']}): "
+            if r["gap"]:
+                g = r["gap"]
+                console.print(
+                    head + f"[bold red]GAP[/] seqs {g['gap_from']}..{g['gap_to']} already lost "
+                    f"({g['reason']}, ~{g['missed_estimate']} records)"
+                )
+                continue
+            line = head + f"lag {r['lag']:,}, headroom {r['headroom']:,}"
+            eta = r["evicted_in_ms"]
+            if eta is not None:
+                rate_part = f"at {rate:,.0f} rec/s " if r["evicted_by"] == "cap" and rate else ""
+                style = "bold yellow" if r["status"] == "at_risk" else ""
+                warn = f"[{style}]" if style else ""
+                end = f"[/{style}]" if style else ""
+                line += (
+                    f"; {warn}{rate_part}this cursor is evicted in ~{format_duration(eta)}"
+                    f" ({r['evicted_by']}){end}"
+                )
+            elif r["writes_until_eviction"] is not None:
+                line += f"; evicted after {r['writes_until_eviction']:,} more writes"
+            else:
+                line += "; no cap or TTL: never evicted"
+            console.print(line)
+
+    ap.sink.result(value, pretty)
+    if failing:
+        raise typer.Exit(EXIT_GAP)
+
+
+@app.command("scan")
+def scan(
+    ctx: typer.Context,
+    topic: TopicArg,
+    from_: Annotated[
+        str, typer.Option("--from", "-f", help="Start cursor (N, start, -N, @TIME).")
+    ] = "start",
+    until: UntilOpt = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint", "-c", help="Start from this checkpoint's cursor.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Replay without printing records; report every gap. Exit 0 only when every seq in the
+    range is present or was deliberately deleted (a completeness proof for CI)."""
+    from topics_cli.commands.diff import run_replay
+    from topics_cli.consume import Checkpoint, Tracker
+    from topics_cli.positions import PositionError, parse_from, parse_until
+
+    ap = get_app(ctx)
+    try:
+        parse_from(from_, 0)
+        if until:
+            parse_until(until, 0)
+    except PositionError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    client = ap.client()
+    sink = ap.sink
+    cp: Any = None
+    if checkpoint is not None:
+        loaded = Checkpoint(checkpoint)
+        if loaded.get(topic) is None:
+            raise typer.BadParameter(f"{checkpoint} holds no cursor for {topic!r}")
+        cp = _ReadOnly(loaded)  # scanning never advances the file
+    tracker = Tracker(sink, "warn", command=f"scan {topic}")
+    tracker.stats(topic)
+    state = client.topics.get(topic, touch=False)
+    code = run_replay(
+        client,
+        topic,
+        tracker=tracker,
+        emit=None,
+        from_text=from_,
+        until_text=until or "head",
+        follow=False,
+        checkpoint=cp,
+        include_tags=False,
+        include_meta=False,
+    )
+    if code == EXIT_INTERRUPTED:
+        raise KeyboardInterrupt
+    stats = tracker.stats(topic)
+    start: int | None = cp.get(topic) if cp is not None else None
+    if start is None:
+        pos = parse_from(from_, int(time.time() * 1000))
+        from topics_cli.positions import resolve_from
+
+        start = resolve_from(pos, state.head_seq, state.earliest_seq)
+    gaps = [
+        {
+            "gap_from": g.gap_from,
+            "gap_to": g.gap_to,
+            "reason": g.reason,
+            "missed_estimate": g.missed_estimate,
+            "cursor": g.cursor,
+        }
+        for g in tracker.gap_list
+    ]
+    value: dict[str, Any] = {
+        "topic": topic,
+        "from_seq": start,
+        "records": stats.records,
+        "first_seq": stats.first_seq,
+        "last_seq": stats.last_seq,
+        "gaps": gaps,
+        "missed": stats.missed,
+        "complete": not gaps,
+    }
+
+    def pretty(console: Any) -> None:
+        span = f"seqs {stats.first_seq}..{stats.last_seq}" if stats.first_seq else "no records"
+        if gaps:
+            console.print(
+                f"[bold red]INCOMPLETE[/] {topic}: {len(gaps)} gap(s), ~{stats.missed:,} records "
+                f"lost; {stats.records:,} present ({span})"
+            )
+        else:
+            console.print(
+                f"[green]complete[/] {topic}: {stats.records:,} records present ({span}); "
+                "every other seq was deliberately deleted"
+            )
+
+    ap.sink.result(value, pretty)
+    if gaps:
+        raise typer.Exit(EXIT_GAP)
+
+
+class _ReadOnly:
+    """A checkpoint that is read but never written (scan must not move a reader)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def get(self, topic: str) -> int | None:
+        value: int | None = self._inner.get(topic)
+        return value
+
+    def set(self, topic: str, seq: int) -> None:
+        pass
+
+    def save(self) -> None:
+        pass

@@ -1,0 +1,261 @@
+"""``topics create | info | ls | rm``: topic lifecycle."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from topics_cli.context import get_app
+from topics_cli.options import TopicArg, YesOpt
+
+HELP_CREATE = """Create TOPIC, or reconfigure it (the flags given replace the whole config over
+defaults, as the API does; --merge keeps the current values of flags not given).
+
+\b
+Examples:
+  topics create orders --cap-records 100000 --durability fsync
+  topics create sessions --ttl 15m --discard reject
+  topics create jobs --type queue --lease-ms 30000 --max-deliveries 5 --dead-letter jobs.dlq
+  topics create orders --cap-records 200000 --merge
+"""
+
+HELP_INFO = """Show TOPIC's state: watermarks, counts, config, queue counters.
+
+\b
+Examples:
+  topics info orders
+  topics info orders -o json | jq .head_seq
+"""
+
+HELP_LS = """List topics (all pages, sorted by name).
+
+\b
+Examples:
+  topics ls
+  topics ls --prefix tenant42:
+  topics ls -o jsonl | jq -r .topic
+"""
+
+HELP_RM = """Delete TOPIC with all its records and the routers that touch it (irreversible).
+
+Asks first on a terminal unless --yes.
+
+\b
+Examples:
+  topics rm scratch --yes
+  topics rm scratch --if-empty
+"""
+
+
+def _opt(*names: str, help: str) -> Any:
+    return typer.Option(*names, help=help, show_default=False)
+
+
+def create(
+    ctx: typer.Context,
+    topic: TopicArg,
+    type_: Annotated[str | None, _opt("--type", help="log | queue (immutable).")] = None,
+    cap_records: Annotated[
+        int | None, _opt("--cap-records", help="Keep at most N records.")
+    ] = None,
+    cap_bytes: Annotated[int | None, _opt("--cap-bytes", help="Keep at most N bytes.")] = None,
+    ttl_ms: Annotated[int | None, _opt("--ttl-ms", help="Expire records after N ms.")] = None,
+    ttl: Annotated[str | None, _opt("--ttl", help="Expire records after a duration (15m).")] = None,
+    durability: Annotated[
+        str | None, _opt("--durability", help="ephemeral | memory | disk | fsync.")
+    ] = None,
+    durable: Annotated[bool | None, _opt("--durable/--no-durable", help="fsync alias.")] = None,
+    discard: Annotated[str | None, _opt("--discard", help="old | reject (when full).")] = None,
+    priority: Annotated[int | None, _opt("--priority", help="Fixed priority -1000..1000.")] = None,
+    auto_priority: Annotated[
+        bool | None, _opt("--auto-priority/--no-auto-priority", help="Idle-based priority.")
+    ] = None,
+    auto_create: Annotated[
+        bool | None, _opt("--auto-create/--no-auto-create", help="Writes may create it.")
+    ] = None,
+    idempotency_window_ms: Annotated[
+        int | None, _opt("--idempotency-window-ms", help="Dedupe window for keys.")
+    ] = None,
+    dedupe_node: Annotated[
+        bool | None, _opt("--dedupe-node/--no-dedupe-node", help="Honour node filters.")
+    ] = None,
+    lease_ms: Annotated[int | None, _opt("--lease-ms", help="Queue lease length.")] = None,
+    claim_jitter_ms: Annotated[int | None, _opt("--claim-jitter-ms", help="Queue jitter.")] = None,
+    max_deliveries: Annotated[
+        int | None, _opt("--max-deliveries", help="Dead-letter after N deliveries.")
+    ] = None,
+    dead_letter: Annotated[str | None, _opt("--dead-letter", help="Dead-letter topic.")] = None,
+    leases_durable: Annotated[
+        bool | None, _opt("--leases-durable/--no-leases-durable", help="Persist leases.")
+    ] = None,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Start from the current config, not the defaults.")
+    ] = False,
+) -> None:
+    from topics_cli.positions import PositionError, parse_duration_ms
+
+    if ttl is not None:
+        try:
+            ttl_ms = parse_duration_ms(ttl)
+        except PositionError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--ttl") from None
+    fields: dict[str, Any] = {
+        "type": type_,
+        "cap_records": cap_records,
+        "cap_bytes": cap_bytes,
+        "ttl_ms": ttl_ms,
+        "durability": durability,
+        "durable": durable,
+        "discard": discard,
+        "priority": priority,
+        "auto_priority": auto_priority,
+        "auto_create": auto_create,
+        "idempotency_window_ms": idempotency_window_ms,
+        "dedupe_node": dedupe_node,
+        "lease_ms": lease_ms,
+        "claim_jitter_ms": claim_jitter_ms,
+        "max_deliveries": max_deliveries,
+        "dead_letter": dead_letter,
+        "leases_durable": leases_durable,
+    }
+    body = {k: v for k, v in fields.items() if v is not None}
+    app = get_app(ctx)
+    client = app.client()
+    base = None
+    if merge:
+        from topics_client import TopicNotFoundError
+
+        try:
+            base = client.topics.get(topic, touch=False).config
+        except TopicNotFoundError:
+            base = None
+    result = client.topics.put(topic, base, **body)
+    from topics_cli.commands._render import config_dict
+
+    value = {"topic": result.topic, "created": result.created, "config": config_dict(result.config)}
+
+    def pretty(console: Any) -> None:
+        verb = "created" if result.created else "reconfigured"
+        console.print(f"{verb} [bold]{result.topic}[/]")
+        _config_table(console, config_dict(result.config))
+
+    app.sink.result(value, pretty)
+
+
+def _config_table(console: Any, config: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    for key, val in config.items():
+        table.add_row(f"[dim]{key}[/]", "null" if val is None else str(val))
+    console.print(table)
+
+
+def info(ctx: typer.Context, topic: TopicArg) -> None:
+    app = get_app(ctx)
+    state = app.client().topics.get(topic, touch=False)
+    from topics_cli.commands._render import state_dict
+
+    value = state_dict(state)
+
+    def pretty(console: Any) -> None:
+        from rich.table import Table
+
+        from topics_cli.commands._render import ago
+
+        table = Table(show_header=False, box=None, padding=(0, 2))
+        table.add_row("[bold]topic[/]", f"[bold]{state.topic}[/] ({state.type})")
+        table.add_row("seqs", f"{state.earliest_seq}..{state.head_seq} (next {state.next_seq})")
+        table.add_row("records", f"{state.count:,} live, {state.bytes:,} bytes")
+        table.add_row("last write", ago(state.last_write_ts))
+        table.add_row("last read", ago(state.last_read_ts))
+        table.add_row("priority", str(state.effective_priority))
+        if state.queue is not None:
+            q = state.queue
+            table.add_row(
+                "queue",
+                f"{q.ready:,} ready, {q.in_flight:,} in flight, {q.dead_lettered:,} dead-lettered",
+            )
+        console.print(table)
+        console.print("[dim]config[/]")
+        _config_table(console, value["config"])
+
+    app.sink.result(value, pretty)
+
+
+def ls(
+    ctx: typer.Context,
+    prefix: Annotated[
+        str | None, typer.Option("--prefix", help="Only names starting with this.")
+    ] = None,
+    page_size: Annotated[
+        int, typer.Option("--page-size", min=1, max=1000, help="Topics per request.")
+    ] = 100,
+) -> None:
+    app = get_app(ctx)
+    items = [
+        {
+            "topic": t.topic,
+            "head_seq": t.head_seq,
+            "earliest_seq": t.earliest_seq,
+            "count": t.count,
+            "bytes": t.bytes,
+            "durable": t.durable,
+            "effective_priority": t.effective_priority,
+        }
+        for t in app.client().topics.list(prefix=prefix, page_size=page_size)
+    ]
+
+    def pretty(console: Any) -> None:
+        from rich.table import Table
+
+        table = Table(box=None, padding=(0, 2))
+        for col in ("topic", "seqs", "records", "bytes", "durable"):
+            table.add_column(col, justify="left" if col == "topic" else "right")
+        for t in items:
+            table.add_row(
+                str(t["topic"]),
+                f"{t['earliest_seq']}..{t['head_seq']}",
+                f"{t['count']:,}",
+                f"{t['bytes']:,}",
+                "yes" if t["durable"] else "",
+            )
+        console.print(table if items else "[dim]no topics[/]")
+
+    if app.sink.mode in ("data", "template"):
+        app.sink.lines(str(t["topic"]) for t in items)
+        return
+    app.sink.result(items, pretty)
+
+
+def rm(
+    ctx: typer.Context,
+    topic: TopicArg,
+    yes: YesOpt = False,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Refuse (exit 1) if it still holds records.")
+    ] = False,
+) -> None:
+    import sys
+
+    app = get_app(ctx)
+    if not yes and sys.stdin.isatty() and sys.stderr.isatty():
+        typer.confirm(f"Delete topic {topic!r}, its records and its routers?", abort=True, err=True)
+    result = app.client().topics.delete(topic, if_empty=if_empty)
+    value = {
+        "topic": result.topic,
+        "deleted": result.deleted,
+        "routers_removed": list(result.routers_removed),
+    }
+
+    def pretty(console: Any) -> None:
+        if not result.deleted:
+            console.print(f"[dim]{topic}: no such topic (nothing deleted)[/]")
+            return
+        extra = (
+            f" and routers {', '.join(result.routers_removed)}" if result.routers_removed else ""
+        )
+        console.print(f"deleted [bold]{topic}[/]{extra}")
+
+    app.sink.result(value, pretty)

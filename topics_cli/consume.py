@@ -1,0 +1,181 @@
+"""What ``diff``, ``watch``, ``tombstone scan`` and ``demo`` share while consuming:
+checkpoint files, gap policy (warn / fail / inline) and the end-of-run summary."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from topics_cli.errors import CliError
+
+if TYPE_CHECKING:
+    from topics_cli.output import Sink
+    from topics_cli.positions import FromPos
+    from topics_client import Client, Gap, Record
+
+__all__ = ["Checkpoint", "Tracker", "now_ms", "start_cursor"]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Checkpoint:
+    """A ``{topic: seq}`` file advanced atomically (temp file + rename + fsync)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        from topics_client import load_checkpoint
+
+        try:
+            self.cursors: dict[str, int] = load_checkpoint(path)
+        except (ValueError, OSError) as exc:
+            raise CliError(f"checkpoint {path}: {exc}") from None
+        self._saved = dict(self.cursors)
+
+    def get(self, topic: str) -> int | None:
+        return self.cursors.get(topic)
+
+    def set(self, topic: str, seq: int) -> None:
+        self.cursors[topic] = seq
+
+    def save(self) -> None:
+        if self.cursors == self._saved:
+            return
+        from topics_client import save_checkpoint
+
+        save_checkpoint(self.path, self.cursors)
+        self._saved = dict(self.cursors)
+
+
+def start_cursor(
+    client: Client, topic: str, pos: FromPos, checkpoint: Checkpoint | None
+) -> tuple[int | None, int | None]:
+    """``(from_seq, since_ms)`` for one topic: the checkpoint wins, else ``--from``."""
+    from topics_cli.positions import resolve_from
+
+    if checkpoint is not None:
+        saved = checkpoint.get(topic)
+        if saved is not None:
+            return saved, None
+    if pos.kind == "start":
+        return 0, None
+    if pos.kind == "seq":
+        return pos.value, None
+    if pos.kind == "time":
+        return None, pos.value
+    state = client.topics.get(topic, touch=False)
+    return resolve_from(pos, state.head_seq, state.earliest_seq), None
+
+
+def seek_time(client: Client, topic: str, since_ms: int) -> int:
+    """The cursor just before the first record at or after ``since_ms`` (client time seek).
+
+    The client has no public seek; a one-record replay from ``since`` answers it.
+    """
+    replay = client.topics.replay(topic, since=since_ms, limit=1, include_meta=False)
+    for batch in replay.batches():
+        if batch.records:
+            return batch.records[0].seq - 1
+        if batch.gap is not None:
+            return batch.gap.resume_from
+        return batch.next_from_seq
+    return replay.next_from_seq
+
+
+@dataclass
+class _TopicStats:
+    records: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    gaps: int = 0
+    missed: int = 0
+
+
+@dataclass
+class Tracker:
+    """Counts what was delivered, reports gaps the moment they arrive, sums up at the end.
+
+    ``on_gap``: ``warn`` (report on stderr), ``fail`` (report; the caller stops with exit
+    3), ``inline`` (report and put a ``{"$gap": …}`` line into the record stream).
+    """
+
+    sink: Sink
+    on_gap: str = "warn"
+    command: str = "diff"
+    topics: dict[str, _TopicStats] = field(default_factory=dict)
+    gap_list: list[Gap] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    report_gaps: bool = True
+
+    def stats(self, topic: str) -> _TopicStats:
+        stats = self.topics.get(topic)
+        if stats is None:
+            stats = self.topics[topic] = _TopicStats()
+        return stats
+
+    def gap(self, gap: Gap) -> bool:
+        """Report ``gap``; True when the run must stop (``--on-gap fail``)."""
+        stats = self.stats(gap.topic)
+        stats.gaps += 1
+        stats.missed += gap.missed_estimate
+        self.gap_list.append(gap)
+        if self.report_gaps:
+            self.sink.gap(gap)
+            if self.on_gap == "inline":
+                self.sink.inline_gap(gap)
+        return self.on_gap == "fail"
+
+    def records(self, topic: str, records: tuple[Record, ...] | list[Record]) -> None:
+        if not records:
+            return
+        stats = self.stats(topic)
+        stats.records += len(records)
+        if stats.first_seq is None:
+            stats.first_seq = records[0].seq
+        stats.last_seq = records[-1].seq
+
+    @property
+    def total_records(self) -> int:
+        return sum(s.records for s in self.topics.values())
+
+    @property
+    def total_missed(self) -> int:
+        return sum(s.missed for s in self.topics.values())
+
+    def summary_payload(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "records": self.total_records,
+            "gaps": len(self.gap_list),
+            "missed": self.total_missed,
+            "seconds": round(time.monotonic() - self.started, 3),
+            "topics": {
+                name: {
+                    "records": s.records,
+                    "first_seq": s.first_seq,
+                    "last_seq": s.last_seq,
+                    "gaps": s.gaps,
+                    "missed": s.missed,
+                }
+                for name, s in self.topics.items()
+            },
+        }
+
+    def summary(self) -> None:
+        if self.sink.quiet:
+            return
+        parts = []
+        for name, s in self.topics.items():
+            span = f"seqs {s.first_seq}..{s.last_seq}" if s.first_seq is not None else "no seqs"
+            parts.append(f"{name}: {s.records:,} records, {span}")
+        gaps = len(self.gap_list)
+        text = (
+            f"{self.command}: "
+            + ("; ".join(parts) if parts else "no records")
+            + f"; {gaps} gap{'s' if gaps != 1 else ''}, {self.total_missed:,} missed"
+        )
+        style = "bold red" if gaps else "dim"
+        self.sink.event("summary", self.summary_payload(), text, style=style)

@@ -1,0 +1,368 @@
+"""The one output sink: ``pretty`` | ``json`` | ``jsonl`` | ``data`` | ``template``.
+
+* ``pretty`` — for people: colour and tables via rich (imported only here, only then).
+* ``json`` — one indented JSON document per result (per record for record streams).
+* ``jsonl`` — one compact JSON object per line; records exactly as the server returns
+  them (``$seq``, ``$ts``, ``$tag``, ``$node``, ``meta``, ``data``; watch adds ``topic``).
+* ``data`` — only each record's ``data``: strings raw, anything else as compact JSON.
+* ``template`` — ``--template '{seq}\\t{tag}\\t{data}'``; fields ``seq ts time tag node
+  data meta topic`` (``{data[id]}`` indexes into objects; ``\\t``/``\\n`` are expanded).
+
+Record pages are written with one buffered ``write`` each. Diagnostics (gaps, summaries,
+receipts, progress) go to stderr: a JSON object in json/jsonl mode, a line otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from topics_client import Gap, Record
+
+__all__ = ["MODES", "Sink", "default_mode", "record_to_wire"]
+
+MODES = ("pretty", "json", "jsonl", "data", "template")
+
+
+def default_mode(stream: IO[Any] | None = None) -> str:
+    stream = stream or sys.stdout
+    try:
+        return "pretty" if stream.isatty() else "jsonl"
+    except (AttributeError, ValueError):
+        return "jsonl"
+
+
+def record_to_wire(
+    record: Record, topic: str | None = None, *, with_data: bool = True
+) -> dict[str, Any]:
+    """The record as the server sent it (lossless: unknown fields ride along)."""
+    out: dict[str, Any] = {}
+    if topic is not None:
+        out["topic"] = topic
+    out["$seq"] = record.seq
+    out["$ts"] = record.ts
+    if record.node is not None:
+        out["$node"] = record.node
+    if record.tag is not None:
+        out["$tag"] = record.tag
+    if record.meta is not None:
+        out["meta"] = record.meta
+    if with_data:
+        out["data"] = record.data
+    if record.extra:
+        out.update(record.extra)
+    return out
+
+
+def gap_to_wire(gap: Gap) -> dict[str, Any]:
+    return {
+        "topic": gap.topic,
+        "gap_from": gap.gap_from,
+        "gap_to": gap.gap_to,
+        "reason": gap.reason,
+        "missed_estimate": gap.missed_estimate,
+        "earliest_seq": gap.earliest_seq,
+        "head_seq": gap.head_seq,
+        "cursor": gap.cursor,
+        "resume_from": gap.resume_from,
+    }
+
+
+def _iso(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+class _J:
+    """Template value: formats as raw string / compact JSON, indexes into containers."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+    def __getitem__(self, key: str) -> _J:
+        v = self.v
+        if isinstance(v, list):
+            return _J(v[int(key)])
+        if isinstance(v, dict):
+            return _J(v.get(key))
+        return _J(None)
+
+    def __getattr__(self, key: str) -> _J:
+        return self[key]
+
+    def __format__(self, spec: str) -> str:
+        v = self.v
+        if v is None:
+            text = ""
+        elif isinstance(v, str):
+            text = v
+        else:
+            text = orjson.dumps(v).decode()
+        return format(text, spec)
+
+
+def _compile_template(template: str) -> Callable[[Mapping[str, Any]], str]:
+    text = template.replace("\\t", "\t").replace("\\n", "\n").replace("\\\\", "\\")
+
+    def render(fields: Mapping[str, Any]) -> str:
+        return text.format_map(fields)
+
+    return render
+
+
+class Sink:
+    """Everything the CLI prints goes through one of these."""
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        template: str | None = None,
+        quiet: bool = False,
+        no_color: bool = False,
+        out: IO[str] | None = None,
+        err: IO[str] | None = None,
+    ) -> None:
+        self.mode = mode
+        self.quiet = quiet
+        self.no_color = no_color or bool(os.environ.get("NO_COLOR"))
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self._template = _compile_template(template) if template is not None else None
+        self._console: Console | None = None
+        self._err_console: Console | None = None
+
+    # -- terminals
+
+    @property
+    def machine(self) -> bool:
+        return self.mode in ("json", "jsonl")
+
+    def err_is_tty(self) -> bool:
+        try:
+            return self.err.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(
+                file=self.out, no_color=self.no_color, highlight=False, soft_wrap=True
+            )
+        return self._console
+
+    def err_console(self) -> Console:
+        if self._err_console is None:
+            from rich.console import Console
+
+            self._err_console = Console(
+                file=self.err, no_color=self.no_color, highlight=False, soft_wrap=True
+            )
+        return self._err_console
+
+    # -- stdout
+
+    def write_bytes(self, blob: bytes) -> None:
+        """One write straight to the binary layer when there is one (no re-encoding)."""
+        buffer = getattr(self.out, "buffer", None)
+        if buffer is None:
+            self.out.write(blob.decode())
+            self.out.flush()
+            return
+        self.out.flush()
+        buffer.write(blob)
+        buffer.flush()
+
+    def write_raw(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def records(
+        self,
+        records: Sequence[Record],
+        topic: str | None = None,
+        *,
+        with_topic: bool = False,
+        with_data: bool = True,
+    ) -> None:
+        """One page of records, one write."""
+        if not records:
+            return
+        mode = self.mode
+        field_topic = topic if with_topic else None
+        if mode == "jsonl":
+            dumps = orjson.dumps
+            blob = b"\n".join(
+                [dumps(record_to_wire(r, field_topic, with_data=with_data)) for r in records]
+            )
+            self.write_bytes(blob + b"\n")
+            return
+        elif mode == "json":
+            opt = orjson.OPT_INDENT_2
+            self.out.write(
+                "".join(
+                    orjson.dumps(
+                        record_to_wire(r, field_topic, with_data=with_data), option=opt
+                    ).decode()
+                    + "\n"
+                    for r in records
+                )
+            )
+        elif mode == "data":
+            parts = []
+            for r in records:
+                d = r.data
+                parts.append(d if isinstance(d, str) else orjson.dumps(d).decode())
+            parts.append("")
+            self.out.write("\n".join(parts))
+        elif mode == "template":
+            assert self._template is not None
+            render = self._template
+            self.out.write(
+                "".join(
+                    render(
+                        {
+                            "seq": r.seq,
+                            "ts": r.ts,
+                            "time": _iso(r.ts),
+                            "tag": r.tag or "",
+                            "node": r.node or "",
+                            "topic": topic or "",
+                            "data": _J(r.data),
+                            "meta": _J(r.meta),
+                        }
+                    )
+                    + "\n"
+                    for r in records
+                )
+            )
+        else:
+            self._pretty_records(records, topic if with_topic else None, with_data)
+            return
+        self.out.flush()
+
+    def _pretty_records(
+        self, records: Sequence[Record], topic: str | None, with_data: bool
+    ) -> None:
+        from rich.text import Text
+
+        console = self.console()
+        for r in records:
+            line = Text()
+            if topic:
+                line.append(f"{topic} ", style="bold blue")
+            line.append(f"{r.seq:>8}", style="cyan")
+            line.append("  " + _iso(r.ts)[11:23], style="dim")
+            if r.tag is not None:
+                line.append(f"  #{r.tag}", style="magenta")
+            if r.node is not None:
+                line.append(f"  @{r.node}", style="yellow")
+            if with_data:
+                d = r.data
+                line.append("  " + (orjson.dumps(d).decode() if not isinstance(d, str) else d))
+            if r.meta:
+                line.append("  meta=" + orjson.dumps(r.meta).decode(), style="dim")
+            console.print(line)
+
+    def inline_gap(self, gap: Gap) -> None:
+        """``--on-gap inline``: a ``{"$gap": {...}}`` line in the record stream."""
+        if self.mode in ("jsonl", "json"):
+            opt = orjson.OPT_INDENT_2 if self.mode == "json" else 0
+            self.out.write(orjson.dumps({"$gap": gap_to_wire(gap)}, option=opt).decode() + "\n")
+        elif self.mode == "pretty":
+            self.console().print(f"[reverse red] GAP [/] {gap_text(gap)}")
+        else:
+            self.out.write(f"# GAP {gap_text(gap)}\n")
+        self.out.flush()
+
+    def result(self, value: Any, pretty: Callable[[Console], None] | None = None) -> None:
+        """A command's result: a JSON-able value, or a pretty renderer on a terminal."""
+        if self.quiet and self.mode in ("pretty", "data", "template"):
+            return
+        if self.mode == "pretty" and pretty is not None:
+            pretty(self.console())
+            return
+        if self.mode == "jsonl":
+            items = value if isinstance(value, list) else [value]
+            self.out.write("".join(orjson.dumps(v).decode() + "\n" for v in items))
+        elif self.mode in ("json", "pretty"):
+            self.out.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            items = value if isinstance(value, list) else [value]
+            for v in items:
+                self.out.write((v if isinstance(v, str) else orjson.dumps(v).decode()) + "\n")
+        self.out.flush()
+
+    def lines(self, items: Iterable[str]) -> None:
+        self.out.write("".join(f"{s}\n" for s in items))
+        self.out.flush()
+
+    # -- stderr
+
+    def event(self, kind: str, payload: Mapping[str, Any], text: str, style: str = "") -> None:
+        """A diagnostic: ``{"$kind": payload}`` in machine modes, else a (styled) line."""
+        if self.machine:
+            self.err.write(orjson.dumps({f"${kind}": payload}).decode() + "\n")
+            self.err.flush()
+        elif style and self.err_is_tty():
+            self.clear_status()
+            self.err_console().print(text, style=style, markup=False)
+        else:
+            self.clear_status()
+            self.err.write(text + "\n")
+            self.err.flush()
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            self.clear_status()
+            self.err.write(text + "\n")
+            self.err.flush()
+
+    def warn(self, text: str) -> None:
+        self.clear_status()
+        self.err.write(f"topics: warning: {text}\n")
+        self.err.flush()
+
+    def gap(self, gap: Gap) -> None:
+        self.event("gap", gap_to_wire(gap), "GAP " + gap_text(gap), style="bold red")
+
+    # -- status line (terminals only)
+
+    _status_shown = False
+
+    def status(self, text: str) -> None:
+        """A single self-overwriting line on a terminal's stderr; no-op elsewhere."""
+        if self.quiet or not self.err_is_tty():
+            return
+        width = 200
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            width = os.get_terminal_size(self.err.fileno()).columns - 1
+        self.err.write("\r\x1b[2K" + text[:width])
+        self.err.flush()
+        self._status_shown = True
+
+    def clear_status(self) -> None:
+        if self._status_shown:
+            self.err.write("\r\x1b[2K")
+            self.err.flush()
+            self._status_shown = False
+
+
+def gap_text(gap: Gap) -> str:
+    return (
+        f"{gap.topic}: seqs {gap.gap_from}..{gap.gap_to} lost ({gap.reason}), "
+        f"~{gap.missed_estimate} missed; cursor {gap.cursor} hit it, "
+        f"resuming after {gap.resume_from} (earliest retained {gap.earliest_seq})"
+    )
