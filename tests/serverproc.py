@@ -81,9 +81,13 @@ class ServerProcess:
         else:
             self.stop()
             raise RuntimeError(f"server did not report its port:\n{self.log()}")
+        keys = self.extra_env.get("TOPICS_API_KEYS", "")
+        secret = keys.split(",")[0].split(":")[0].strip()
+        headers = {"authorization": f"Bearer {secret}"} if secret else {}
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/v0/ready", timeout=1.0).status_code == 200:
+                ready = httpx.get(f"{self.url}/v0/ready", timeout=1.0, headers=headers)
+                if ready.status_code == 200:
                     return self
             except httpx.TransportError:
                 pass

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from topics_server.api import health, queues, records, routers, topics, watch
+from topics_server.auth import AuthMiddleware, parse_keys
 from topics_server.engine.engine import Engine
 from topics_server.errors import ApiError, error_body, invalid_request
 from topics_server.settings import Settings
@@ -211,7 +212,17 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(EncodedSlashes), Middleware(ReadinessGate, engine=engine)],
+        middleware=[
+            Middleware(EncodedSlashes),
+            Middleware(
+                AuthMiddleware,
+                keys=parse_keys(settings.api_keys),
+                probe_auth=settings.probe_auth,
+                inflight=settings.max_inflight_per_key,
+                streams_per_key=settings.max_sse_connections_per_key,
+            ),
+            Middleware(ReadinessGate, engine=engine),
+        ],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,9 @@ class _Server(uvicorn.Server):
         unnoticed until the next wake-up. The loop's own handlers never miss one,
         and a clean shutdown exits 0 instead of re-raising the signal.
         """
+        if threading.current_thread() is not threading.main_thread():
+            yield  # embedded (e.g. `topics demo`): the host program owns the signals
+            return
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.handle_exit, sig, None)

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from topics_server.api.common import engine_of, read_json, settings_of
+from topics_server.auth import key_of
 from topics_server.engine.chunks import Payload
 from topics_server.engine.config import TopicConfig, parse_config
 from topics_server.engine.engine import Batch, DiffRequest
@@ -122,6 +123,18 @@ async def write(request: Request) -> Response:
     config: TopicConfig | None = None
     if (raw_config := get("config")) is not None:
         config = parse_config(raw_config, name)
+        api_key = key_of(request)
+        if (
+            api_key is not None
+            and not api_key.has("admin")
+            and name not in engine_of(request).topics
+        ):
+            raise ApiError(
+                403,
+                "forbidden",
+                "creating a topic with a config needs the admin scope",
+                {"topic": name},
+            )
     create = get("create")
     if create is not None:
         as_bool(create, "create")

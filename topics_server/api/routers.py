@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from topics_server.api.common import engine_of, read_json
 from topics_server.api.topics import decode_cursor, encode_cursor, page_size
+from topics_server.auth import key_of, require_names
 from topics_server.engine.names import is_router_name, is_topic_name
 from topics_server.engine.predicates import parse_predicate
 from topics_server.engine.routers import Router, RouterSpec
@@ -49,6 +50,7 @@ async def put_router(request: Request) -> Response:
     name: str = request.path_params["router"]
     body = as_object(await read_json(request), "body")
     spec = parse_spec(body)
+    require_names(request, spec.source, spec.dest)
     if not is_router_name(name):
         raise invalid_request(f"invalid router name {name!r}", router=name)
     for field in ("source", "dest"):
@@ -67,6 +69,7 @@ def _require(request: Request, name: str) -> Router:
     router = engine_of(request).routers.routers.get(name)
     if router is None:
         raise ApiError(404, "router_not_found", f"router {name!r} does not exist", {"router": name})
+    require_names(request, router.spec.source, router.spec.dest)
     return router
 
 
@@ -79,6 +82,9 @@ async def get_router(request: Request) -> Response:
 async def delete_router(request: Request) -> Response:
     started = time.perf_counter()
     name: str = request.path_params["router"]
+    router = engine_of(request).routers.routers.get(name)
+    if router is not None:
+        require_names(request, router.spec.source, router.spec.dest)
     deleted = await engine_of(request).routers.delete(name)
     return json_response({"router": name, "deleted": deleted}, started)
 
@@ -98,12 +104,17 @@ async def list_routers(request: Request) -> Response:
         names = routers.irange(minimum=prefix or None)
     entries: list[dict[str, Any]] = []
     more = False
+    key = key_of(request)
     for name in names:
         if not name.startswith(prefix):
             break
         router = routers[name]
         if (source is not None and router.spec.source != source) or (
             dest is not None and router.spec.dest != dest
+        ):
+            continue
+        if key is not None and not all(
+            key.allows(n) for n in (name, router.spec.source, router.spec.dest)
         ):
             continue
         if len(entries) == size:

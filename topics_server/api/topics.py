@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from topics_server.api.common import engine_of, read_json
+from topics_server.auth import key_of
 from topics_server.engine.config import parse_config
 from topics_server.engine.engine import Engine
 from topics_server.engine.log import TopicLog
@@ -104,10 +105,13 @@ async def list_topics(request: Request) -> Response:
         names = engine.topics.irange(minimum=after, inclusive=(False, True))
     else:
         names = engine.topics.irange(minimum=prefix or None)
+    key = key_of(request)
     for name in names:
         if not name.startswith(prefix):
             if name > prefix:
                 break
+            continue
+        if key is not None and not key.allows(name):
             continue
         if len(entries) == size:
             more = True

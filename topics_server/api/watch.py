@@ -10,6 +10,7 @@ from starlette.responses import Response, StreamingResponse
 
 from topics_server.api.common import engine_of, read_json, settings_of
 from topics_server.api.records import parse_nodes
+from topics_server.auth import key_of, require_names
 from topics_server.engine.watch import SESSION_TTL_MS, WatchOptions
 from topics_server.errors import ApiError, invalid_request, throttled, topic_not_found
 from topics_server.sse import decode_cursor
@@ -57,6 +58,7 @@ async def create_watch(request: Request) -> Response:
             field="topics",
             max=settings.max_watch_topics,
         )
+    require_names(request, *topics)
     starts: dict[str, tuple[int, bool]] = {}
     for topic, raw in topics.items():
         spec = as_object(raw, f"topics.{topic}")
@@ -87,7 +89,8 @@ async def create_watch(request: Request) -> Response:
     limit = settings.max_watch_sessions
     if limit and len(watches) >= limit:
         raise throttled("max_watch_sessions", limit, f"the server holds {limit} watch sessions")
-    session = watches.create(options, resolved)
+    key = key_of(request)
+    session = watches.create(options, resolved, None if key is None else key.index)
     return json_response(
         {
             "wid": session.wid,
@@ -118,6 +121,9 @@ async def stream_watch(request: Request) -> Response:
     session = engine.watches.sessions.get(request.path_params["wid"])
     if session is None:
         raise ApiError(404, "not_found", "unknown or expired watch session")
+    key = key_of(request)
+    if session.key_index is not None and (key is None or key.index != session.key_index):
+        raise ApiError(401, "unauthorized", "open the stream with the key that created it")
     sse_slot(request)
     # resume: the stored cursors rule; Last-Event-ID (or ?cursor=) may only rewind
     for given in (request.headers.get("last-event-id"), request.query_params.get("cursor")):

@@ -65,6 +65,7 @@ class WatchSession:
     wid: str
     options: WatchOptions
     cursors: dict[str, int]  # in stable (sorted) topic order
+    key_index: int | None = None  # the creating API key; the stream needs the same one
     last_access: float = field(default_factory=time.monotonic)
     open_streams: int = 0
 
@@ -117,8 +118,10 @@ class Watches:
         for wid in stale:
             del self.sessions[wid]
 
-    def create(self, options: WatchOptions, starts: dict[str, int]) -> WatchSession:
-        session = WatchSession(new_wid(), options, dict(sorted(starts.items())))
+    def create(
+        self, options: WatchOptions, starts: dict[str, int], key_index: int | None = None
+    ) -> WatchSession:
+        session = WatchSession(new_wid(), options, dict(sorted(starts.items())), key_index)
         self.sessions[session.wid] = session
         return session
 
