@@ -365,6 +365,12 @@ def test_recreated_topic_tombstone(http: httpx.Client, base_url: str, topic: str
         first = events.next()
         assert first.event == "tombstone"
         assert first.json()["gap_from"] == 1
+        # resuming from this frame's id must not skip the new instance's records
+        assert decode_id(first.id) == {topic: 0}
+        got = events.until(caught_up(topic))
+        records = [r for e in got if e.event == "record" for r in e.json()["records"]]
+        assert [r["data"] for r in records] == ["new"]
+    with stream(base_url, wid, headers={"last-event-id": first.id}) as events:
         got = events.until(caught_up(topic))
         records = [r for e in got if e.event == "record" for r in e.json()["records"]]
         assert [r["data"] for r in records] == ["new"]

@@ -243,7 +243,13 @@ class Watches:
                 data: dict[str, Any] = {"topic": topic, **tombstone}
                 if first[topic]:
                     data["reason"] = "from_seq_too_old"
-                cursors[topic] = tombstone["gap_to"]
+                # SPEC §9.3 moves the cursor to gap_to; for a recreated topic that is the
+                # new head, and a client resuming from this frame's id would skip the new
+                # instance's records. The scan restarts after earliest_seq - 1: so do we.
+                if tombstone["reason"] == "recreated":
+                    cursors[topic] = tombstone["earliest_seq"] - 1
+                else:
+                    cursors[topic] = tombstone["gap_to"]
                 yield frame("tombstone", data, session.cursor_id())
                 sent = True
             first[topic] = False
