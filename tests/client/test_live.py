@@ -157,13 +157,15 @@ def watch(
             return finish(s, True)
 
     async def main() -> Watched:
-        async with AsyncClient(url, timeout=10.0) as client:
-            async with client.watch.stream(topics, **options) as s:
-                with anyio.fail_after(deadline):
-                    async for event in s:
-                        if step(event, s):
-                            return finish(s, False)
-                return finish(s, True)
+        async with (
+            AsyncClient(url, timeout=10.0) as client,
+            client.watch.stream(topics, **options) as s,
+        ):
+            with anyio.fail_after(deadline):
+                async for event in s:
+                    if step(event, s):
+                        return finish(s, False)
+            return finish(s, True)
 
     return anyio.run(main)
 
@@ -361,7 +363,9 @@ def test_watch_tombstones_from_cap(mode: Mode, client: Client, base_url: str) ->
         if isinstance(event, CaughtUpEvent) and event.head_seq == 12:
             write_values(client, topic, range(12, 32))  # 13..32; 13..27 evicted at once
 
-    seen = watch(mode, base_url, {topic: 0}, on_event=on_event, until=lambda w: w.caught_up(topic, 32))
+    seen = watch(
+        mode, base_url, {topic: 0}, on_event=on_event, until=lambda w: w.caught_up(topic, 32)
+    )
     gaps = seen.of(Gap)
     # first read of the connection: relabelled from_seq_too_old; later: the real cause
     assert [(g.reason, g.gap_from, g.gap_to, g.earliest_seq) for g in gaps] == [
@@ -428,9 +432,7 @@ def test_watch_node_filter_and_no_data(mode: Mode, client: Client, base_url: str
 
 
 @MODES
-def test_dropped_connection_resumes_same_session(
-    mode: Mode, client: Client, proxy: Proxy
-) -> None:
+def test_dropped_connection_resumes_same_session(mode: Mode, client: Client, proxy: Proxy) -> None:
     topic = uid("cut")
     write_values(client, topic, range(5))
     cuts = {"n": 0}
@@ -442,7 +444,9 @@ def test_dropped_connection_resumes_same_session(
             head = event.head_seq
             write_values(client, topic, range(head, head + 5))  # while disconnected
 
-    seen = watch(mode, proxy.url, [topic], on_event=on_event, until=lambda w: w.caught_up(topic, 15))
+    seen = watch(
+        mode, proxy.url, [topic], on_event=on_event, until=lambda w: w.caught_up(topic, 15)
+    )
     assert seen.seqs() == list(range(1, 16))  # nothing lost, nothing twice
     assert len(seen.wids) == 1  # the session survived: a Last-Event-ID reconnect
     assert proxy.accepted >= 3 and seen.cursors == {topic: 15}
@@ -481,20 +485,25 @@ def test_silent_connection_is_replaced_by_the_watchdog(
 def test_server_restart_under_live_watch_loses_nothing(
     mode: Mode, restartable: ServerProcess
 ) -> None:
-    """A durable topic, a producer writing throughout, the server restarted mid-stream:
-    the watch re-creates its session from its cursors and delivers every record once."""
+    """A durable topic, a producer writing before, during and after a restart of the
+    server under the watch: the watch re-creates its session (the old one died with the
+    process) from its cursors and delivers every record exactly once, in order."""
     topic = uid("durable")
-    total_batches, per_batch = 30, 10
+    total_batches, per_batch, before = 30, 10, 10
     url = restartable.url
     with Client(url) as setup:
         setup.topics.put(topic, durable=True)
+    down = threading.Event()  # set while the server process is stopped
     produced = threading.Event()
     errors: list[BaseException] = []
+    retries = {"n": 0}
 
     def produce() -> None:
         try:
             with Client(url, max_retries=0, timeout=5.0) as producer:
                 for batch in range(total_batches):
+                    if batch == before:
+                        assert down.wait(30), "the server was never stopped"
                     key = f"batch-{batch}"
                     values = range(batch * per_batch, (batch + 1) * per_batch)
                     deadline = time.monotonic() + 30
@@ -503,24 +512,27 @@ def test_server_restart_under_live_watch_loses_nothing(
                             write_values(producer, topic, values, idempotency_key=key)
                             break
                         except (APIConnectionError, ServiceUnavailableError):
+                            retries["n"] += 1
                             if time.monotonic() > deadline:
                                 raise
                             time.sleep(0.02)
-            produced.set()
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
+        finally:
             produced.set()
 
-    restarted = {"done": False, "producing": False}
+    state = {"restarted": False, "producing": False}
     producer = threading.Thread(target=produce, daemon=True)
 
     def on_event(event: WatchEvent, seen: Watched) -> None:
-        if not restarted["producing"]:  # the watch is open: start writing
-            restarted["producing"] = True
+        if not state["producing"]:  # the watch is open: start writing
+            state["producing"] = True
             producer.start()
-        if not restarted["done"] and len(seen.records()) >= 60:
-            restarted["done"] = True
-            restartable.restart()  # same port, same data dir; the session is gone
+        if not state["restarted"] and len(seen.records()) >= before * per_batch:
+            state["restarted"] = True
+            restartable.stop()  # same port and data dir on start; the session is gone
+            down.set()
+            restartable.start()
 
     expected = total_batches * per_batch
     seen = watch(
@@ -533,7 +545,7 @@ def test_server_restart_under_live_watch_loses_nothing(
     )
     producer.join(10)
     assert not errors, errors
-    assert restarted["done"]
+    assert state["restarted"] and retries["n"] > 0  # writes really met the outage
     assert [r.data for r in seen.records()] == list(range(expected))
     assert seen.seqs() == list(range(1, expected + 1))
     assert len(seen.wids) == 2  # the first session died with the process: re-POSTed once

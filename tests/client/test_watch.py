@@ -29,7 +29,6 @@ from topics_client import (
 from topics_client._base import BaseClient
 from topics_client._config import WATCHDOG_SLACK
 
-
 # A terminal error frame ends the fake streams (a shutdown frame would make the client
 # reconnect: see test_shutdown_frame_reconnects_transparently).
 END = frame("error", {"code": 410, "message": "bye"})
