@@ -13,6 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from topics_server.api.common import engine_of, read_json, settings_of
+from topics_server.api.watch import check_accept
 from topics_server.auth import key_of, require_names
 from topics_server.engine.engine import Engine
 from topics_server.engine.log import TopicLog
@@ -240,9 +241,7 @@ async def work(request: Request) -> Response:
     if key is not None and not key.has("read", "write"):
         raise ApiError(403, "forbidden", "this key lacks the read+write scope")
     require_names(request, request.path_params["topic"])
-    accept = request.headers.get("accept")
-    if accept is not None and "text/event-stream" not in accept and "*/*" not in accept:
-        raise ApiError(406, "not_acceptable", "this stream answers with text/event-stream only")
+    check_accept(request)
     settings = settings_of(request)
     params = request.query_params
     node = params.get("node")

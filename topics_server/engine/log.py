@@ -79,6 +79,28 @@ def _first(chunk: Chunk) -> int:
     return chunk.first
 
 
+async def wait_any(logs: Iterable[TopicLog], timeout: float) -> bool:
+    """Park until any of ``logs`` publishes (or is removed); False on timeout.
+
+    One future joins each log's waiter list; :meth:`TopicLog.notify` resolves it.
+    """
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    logs = list(logs)
+    for log in logs:
+        log.waiters.append(fut)
+    try:
+        await asyncio.wait_for(fut, timeout)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        if not fut.done():
+            fut.cancel()
+        for log in logs:
+            if fut in log.waiters:
+                log.waiters.remove(fut)
+
+
 class TopicLog:
     def __init__(self, name: str, instance_id: int, config: TopicConfig, totals: Totals) -> None:
         self.name = name
@@ -131,18 +153,7 @@ class TopicLog:
 
     async def wait_change(self, timeout: float) -> bool:
         """Park until the next publication (or removal); False on timeout."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiters.append(fut)
-        try:
-            await asyncio.wait_for(fut, timeout)
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            if not fut.done():
-                fut.cancel()
-            if fut in self.waiters:
-                self.waiters.remove(fut)
+        return await wait_any((self,), timeout)
 
     # -- writes -------------------------------------------------------------
 

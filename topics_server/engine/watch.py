@@ -12,16 +12,15 @@ never by polling.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from topics_server.engine.log import ReadResult, TopicLog
+from topics_server.engine.log import ReadResult, TopicLog, wait_any
 from topics_server.engine.records import to_wire
 from topics_server.sse import RETRY, comment, encode_cursor, frame, raw_frame
 from topics_server.wire import now_ms
@@ -75,25 +74,6 @@ class WatchSession:
 
 def new_wid() -> str:
     return "wid_" + secrets.token_urlsafe(16)
-
-
-async def wait_any(logs: Iterable[TopicLog], timeout: float) -> bool:
-    """Park until any of ``logs`` publishes (or is removed); False on timeout."""
-    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    logs = list(logs)
-    for log in logs:
-        log.waiters.append(fut)
-    try:
-        await asyncio.wait_for(fut, timeout)
-        return True
-    except TimeoutError:
-        return False
-    finally:
-        if not fut.done():
-            fut.cancel()
-        for log in logs:
-            if fut in log.waiters:
-                log.waiters.remove(fut)
 
 
 class Watches:
