@@ -17,7 +17,6 @@ from topics_server.errors import invalid_request
 __all__ = [
     "U32_MAX",
     "U64_MAX",
-    "JSONResponse",
     "as_bool",
     "as_object",
     "as_str",
@@ -43,13 +42,6 @@ def loads(body: bytes) -> Any:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class JSONResponse(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
 
 
 def json_response(

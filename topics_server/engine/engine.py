@@ -23,7 +23,6 @@ import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sortedcontainers import SortedDict
 
@@ -579,13 +578,6 @@ class Engine:
         self.shutting_down = True
         for log in self.topics.values():
             log.notify()
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "topics": len(self.topics),
-            "records_live": self.totals.records,
-            "bytes_live": self.totals.bytes,
-        }
 
 
 def _resolve(entry: IdempotencyEntry) -> None:
