@@ -96,6 +96,7 @@ class Routers:
         self.engine = engine
         self.routers: SortedDict[str, Router] = SortedDict()
         self.by_source: dict[str, set[str]] = {}
+        self.by_dest: dict[str, set[str]] = {}
         engine.on_topic_removed.append(self._topic_removed)
         engine.on_publish.append(self._published)
         self._started = False
@@ -136,6 +137,7 @@ class Routers:
     def _add(self, router: Router) -> None:
         self.routers[router.name] = router
         self.by_source.setdefault(router.spec.source, set()).add(router.name)
+        self.by_dest.setdefault(router.spec.dest, set()).add(router.name)
 
     def _spawn(self, router: Router) -> None:
         if self._started and router.task is None:
@@ -248,11 +250,15 @@ class Routers:
 
     def _remove(self, router: Router) -> None:
         del self.routers[router.name]
-        names = self.by_source.get(router.spec.source)
-        if names is not None:
-            names.discard(router.name)
-            if not names:
-                del self.by_source[router.spec.source]
+        for index, topic in (
+            (self.by_source, router.spec.source),
+            (self.by_dest, router.spec.dest),
+        ):
+            names = index.get(topic)
+            if names is not None:
+                names.discard(router.name)
+                if not names:
+                    del index[topic]
         if router.task is not None:
             router.task.cancel()
             router.task = None
@@ -280,14 +286,26 @@ class Routers:
         for name in self.by_source.get(source.name, ()):
             self.routers[name].wake.set()
 
+    def lagging(self, dest: str) -> list[Router]:
+        """Routers into ``dest`` whose source holds records they have not forwarded."""
+        names = self.by_dest.get(dest)
+        if not names:
+            return []
+        behind = []
+        for name in names:
+            router = self.routers[name]
+            source = self.engine.topics.get(router.spec.source)
+            if source is not None and source.head > router.cursor:
+                behind.append(router)
+        return behind
+
     async def catch_up(self, dest: str) -> None:
         """Before a read of ``dest``: forward what its source committed before now."""
-        for router in self.routers.values():
-            if router.spec.dest == dest:
-                source = self.engine.topics.get(router.spec.source)
-                if source is not None and source.head > router.cursor:
-                    with contextlib.suppress(Exception):
-                        await self.forward(router, until=source.head)
+        for router in self.lagging(dest):
+            source = self.engine.topics.get(router.spec.source)
+            if source is not None:
+                with contextlib.suppress(Exception):
+                    await self.forward(router, until=source.head)
 
     async def _run(self, router: Router) -> None:
         backoff = 0

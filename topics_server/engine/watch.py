@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -67,9 +67,15 @@ class WatchSession:
     key_index: int | None = None  # the creating API key; the stream needs the same one
     last_access: float = field(default_factory=time.monotonic)
     open_streams: int = 0
+    _id_key: tuple[int, ...] = ()
+    _id: str = ""
 
     def cursor_id(self) -> str:
-        return encode_cursor(self.cursors)
+        """The composite cursor of the whole map (SPEC §9.5), re-encoded only on change."""
+        key = tuple(self.cursors.values())
+        if key != self._id_key:
+            self._id_key, self._id = key, encode_cursor(self.cursors)
+        return self._id
 
 
 def new_wid() -> str:
@@ -132,7 +138,9 @@ class Watches:
                 for topic in session.cursors:
                     if topic in terminal:
                         continue
-                    async for chunk in self._drain(session, topic, first, caught, terminal, seen):
+                    if engine.routers.lagging(topic):
+                        await engine.routers.catch_up(topic)
+                    for chunk in self._drain(session, topic, first, caught, terminal, seen):
                         out.append(chunk)
                         size += len(chunk)
                         if size >= FLUSH_BYTES:
@@ -191,7 +199,7 @@ class Watches:
         self._reads[key] = (log, result, body)
         return result, body
 
-    async def _drain(
+    def _drain(
         self,
         session: WatchSession,
         topic: str,
@@ -199,10 +207,9 @@ class Watches:
         caught: dict[str, bool],
         terminal: set[str],
         seen: dict[str, tuple[TopicLog, int]],
-    ) -> AsyncIterator[bytes]:
-        """Read one topic from its session cursor until caught up."""
+    ) -> Iterator[bytes]:
+        """Read one topic from its session cursor until caught up (no awaits inside)."""
         engine = self.engine
-        await engine.routers.catch_up(topic)
         log = engine.get(topic)
         if log is None:
             terminal.add(topic)
