@@ -15,6 +15,12 @@
 #   topics gaps check --checkpoint --from --sample --warn-before -c -f
 #   topics gaps scan --checkpoint --from --until -c -f
 #   topics info
+#   topics lease
+#   topics lease ack --lease-id --node
+#   topics lease claim --lease-ms --max --node -n
+#   topics lease extend --lease-id --lease-ms --node
+#   topics lease nack --delay-ms --lease-id --node
+#   topics lease run --backoff-base-ms --backoff-max-ms --concurrency --exec --grace --idle-timeout --lease-ms --max-deliveries-hint --node --once -e -j
 #   topics ls --page-size --prefix
 #   topics put --batch-size --config --envelope --key --meta --no-create --node --raw --skip-invalid --tag -t
 #   topics rm --if-empty --yes -y

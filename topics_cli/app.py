@@ -11,30 +11,22 @@ Exit codes (also in ``topics --help``)::
     6    cannot connect
     130  interrupted (Ctrl-C; checkpoints are saved first)
 
-Importing this module loads Typer and the command modules only: rich, httpx, uvicorn and
-the server load when a command needs them.
+Importing this module loads Typer only. Each command's module is imported, and its Click
+command built, when that command is looked up (run, ``--help``, completion): a ``topics put``
+never loads the ``diff``, ``demo`` or ``config`` code. rich, httpx, uvicorn and the server
+load when a command needs them.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from topics_cli import __version__
-from topics_cli.commands import config as config_cmd
-from topics_cli.commands import demo as demo_cmd
-from topics_cli.commands import diff as diff_cmd
-from topics_cli.commands import put as put_cmd
-from topics_cli.commands import records as records_cmd
-from topics_cli.commands import router as router_cmd
-from topics_cli.commands import serve as serve_cmd
-from topics_cli.commands import status as status_cmd
-from topics_cli.commands import tombstone as tombstone_cmd
-from topics_cli.commands import topic as topic_cmd
-from topics_cli.commands import watch as watch_cmd
 from topics_cli.context import AppContext
 from topics_cli.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, describe
 
@@ -82,8 +74,113 @@ def _report(exc: BaseException, ctx: Any) -> None:
     raise typer.Exit(failure.exit_code)
 
 
+# The command tree, in ``--help`` order (Typer lists commands before groups): name →
+# (module under topics_cli.commands, the command function or sub-Typer in it, the module
+# attribute with its help (None: a sub-Typer's own help), whether the exit codes go in its
+# epilog, a help override). A new command is one line here.
+_COMMANDS: dict[str, tuple[str, str, str | None, bool, str | None]] = {
+    "put": ("put", "put", "HELP", True, None),
+    "diff": ("diff", "diff", "HELP", True, None),
+    "watch": ("watch", "watch", "HELP", True, None),
+    "delete": ("records", "delete", "HELP", True, None),
+    "create": ("topic", "create", "HELP_CREATE", False, None),
+    "info": ("topic", "info", "HELP_INFO", False, None),
+    "ls": ("topic", "ls", "HELP_LS", False, None),
+    "rm": ("topic", "rm", "HELP_RM", False, None),
+    "status": ("status", "status", "HELP", True, None),
+    "demo": ("demo", "demo", "HELP", False, None),
+    "serve": ("serve", "serve", "HELP", False, None),
+    "tombstone": ("tombstone", "app", None, False, None),
+    "gaps": ("tombstone", "app", None, False, "Alias of `topics tombstone`."),
+    "router": ("router", "app", None, False, None),
+    "lease": ("lease", "app", None, False, None),
+    "config": ("config", "app", None, False, None),
+}
+
+
+def build_command(name: str) -> Any:
+    """Import one command's module and build its Click command exactly as
+    ``app.command(...)`` / ``app.add_typer(...)`` plus ``typer.main.get_command`` would."""
+    import importlib
+
+    import typer.main
+
+    module_name, attr, help_attr, with_epilog, help_text = _COMMANDS[name]
+    module = importlib.import_module(f"topics_cli.commands.{module_name}")
+    target = getattr(module, attr)
+    holder = typer.Typer()
+    if isinstance(target, typer.Typer):
+        if help_text is None:
+            holder.add_typer(target, name=name)
+        else:
+            holder.add_typer(target, name=name, help=help_text)
+        return typer.main.get_group_from_info(
+            holder.registered_groups[0],
+            pretty_exceptions_short=app.pretty_exceptions_short,
+            rich_markup_mode=app.rich_markup_mode,
+            suggest_commands=app.suggest_commands,
+        )
+    assert help_attr is not None
+    holder.command(
+        name,
+        help=getattr(module, help_attr),
+        epilog=EXIT_CODES_HELP if with_epilog else None,
+    )(target)
+    return typer.main.get_command_from_info(
+        holder.registered_commands[0],
+        pretty_exceptions_short=app.pretty_exceptions_short,
+        rich_markup_mode=app.rich_markup_mode,
+    )
+
+
+class LazyCommands(MutableMapping[str, Any]):
+    """The root group's ``commands``: every name is known up front, a command is built on
+    first lookup. Listing names (``--help`` order, "did you mean") loads nothing."""
+
+    def __init__(self, built: MutableMapping[str, Any]) -> None:
+        self._built: dict[str, Any] = dict(built)
+        self._names = list(_COMMANDS) + [n for n in built if n not in _COMMANDS]
+
+    def __getitem__(self, name: str) -> Any:
+        cmd = self._built.get(name)
+        if cmd is None:
+            if name not in _COMMANDS:
+                raise KeyError(name)
+            cmd = self._built[name] = build_command(name)
+        return cmd
+
+    def __setitem__(self, name: str, cmd: Any) -> None:
+        if name not in self._names:
+            self._names.append(name)
+        self._built[name] = cmd
+
+    def __delitem__(self, name: str) -> None:
+        self._names.remove(name)
+        self._built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+
 class RootGroup(TyperGroup):
-    """Maps exceptions escaping any command to one stderr line and an exit code."""
+    """Builds commands lazily (:class:`LazyCommands`) and maps exceptions escaping any
+    command to one stderr line and an exit code."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commands = LazyCommands(self.commands)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return self.commands.get(cmd_name)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -180,23 +277,6 @@ def root(
         no_color=no_color,
         debug=debug,
     )
-
-
-app.command("put", help=put_cmd.HELP, epilog=EXIT_CODES_HELP)(put_cmd.put)
-app.command("diff", help=diff_cmd.HELP, epilog=EXIT_CODES_HELP)(diff_cmd.diff)
-app.command("watch", help=watch_cmd.HELP, epilog=EXIT_CODES_HELP)(watch_cmd.watch)
-app.add_typer(tombstone_cmd.app, name="tombstone")
-app.add_typer(tombstone_cmd.app, name="gaps", help="Alias of `topics tombstone`.")
-app.command("delete", help=records_cmd.HELP, epilog=EXIT_CODES_HELP)(records_cmd.delete)
-app.command("create", help=topic_cmd.HELP_CREATE)(topic_cmd.create)
-app.command("info", help=topic_cmd.HELP_INFO)(topic_cmd.info)
-app.command("ls", help=topic_cmd.HELP_LS)(topic_cmd.ls)
-app.command("rm", help=topic_cmd.HELP_RM)(topic_cmd.rm)
-app.add_typer(router_cmd.app, name="router")
-app.command("status", help=status_cmd.HELP, epilog=EXIT_CODES_HELP)(status_cmd.status)
-app.add_typer(config_cmd.app, name="config")
-app.command("demo", help=demo_cmd.HELP)(demo_cmd.demo)
-app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve)
 
 
 # Global options users put after the command (`topics diff t -o jsonl`), with whether

@@ -129,13 +129,18 @@ class Tracker:
         return self.on_gap == "fail"
 
     def records(self, topic: str, records: tuple[Record, ...] | list[Record]) -> None:
-        if not records:
+        if records:
+            self.span(topic, len(records), records[0].seq, records[-1].seq)
+
+    def span(self, topic: str, count: int, first_seq: int, last_seq: int) -> None:
+        """``count`` records delivered, ``first_seq`` to ``last_seq`` (in seq order)."""
+        if count <= 0:
             return
         stats = self.stats(topic)
-        stats.records += len(records)
+        stats.records += count
         if stats.first_seq is None:
-            stats.first_seq = records[0].seq
-        stats.last_seq = records[-1].seq
+            stats.first_seq = first_seq
+        stats.last_seq = last_seq
 
     @property
     def total_records(self) -> int:

@@ -31,10 +31,10 @@ from ._base import (
 )
 from ._config import DEFAULT_MAX_RETRIES, NOT_GIVEN, NotGiven, resolve_api_key, resolve_base_url
 from ._http import httpx
-from ._models import Health, Metrics, Ready
 from ._response import parse_response
 
 if TYPE_CHECKING:
+    from ._models.probes import Health, Metrics, Ready
     from ._raw import AsyncClientWithRawResponse, ClientWithRawResponse
     from .resources.probes import AsyncProbes, Probes
     from .resources.queues import AsyncQueues, Queues

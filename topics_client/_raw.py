@@ -7,12 +7,16 @@ Streams and auto-paginating iterators have no raw form (use ``list_page``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from ._response import async_raw_method, raw_method
 
 if TYPE_CHECKING:
     from ._client import AsyncClient, Client
+    from ._models.probes import Health, Metrics, Ready
+    from ._response import RawResponse
 
 __all__ = ["AsyncClientWithRawResponse", "ClientWithRawResponse"]
 
@@ -54,16 +58,46 @@ class WatchWithRawResponse:
 
 
 class ClientWithRawResponse:
+    """Each resource view is built (and its module imported) on first access."""
+
     def __init__(self, client: Client) -> None:
-        self.topics = TopicsWithRawResponse(client)
-        self.routers = RoutersWithRawResponse(client)
-        self.queues = QueuesWithRawResponse(client)
-        self.watch = WatchWithRawResponse(client)
-        probes = client._probes._as_raw()
-        self.health = raw_method(probes.health)
-        self.ready = raw_method(probes.ready)
-        self.metrics = raw_method(probes.metrics)
-        self.metrics_json = raw_method(probes.metrics_json)
+        self._client = client
+
+    @cached_property
+    def topics(self) -> TopicsWithRawResponse:
+        return TopicsWithRawResponse(self._client)
+
+    @cached_property
+    def routers(self) -> RoutersWithRawResponse:
+        return RoutersWithRawResponse(self._client)
+
+    @cached_property
+    def queues(self) -> QueuesWithRawResponse:
+        return QueuesWithRawResponse(self._client)
+
+    @cached_property
+    def watch(self) -> WatchWithRawResponse:
+        return WatchWithRawResponse(self._client)
+
+    @cached_property
+    def _probes(self) -> Any:
+        return self._client._probes._as_raw()
+
+    @cached_property
+    def health(self) -> Callable[[], RawResponse[Health]]:
+        return raw_method(self._probes.health)
+
+    @cached_property
+    def ready(self) -> Callable[[], RawResponse[Ready]]:
+        return raw_method(self._probes.ready)
+
+    @cached_property
+    def metrics(self) -> Callable[[], RawResponse[str]]:
+        return raw_method(self._probes.metrics)
+
+    @cached_property
+    def metrics_json(self) -> Callable[[], RawResponse[Metrics]]:
+        return raw_method(self._probes.metrics_json)
 
 
 class AsyncTopicsWithRawResponse:
@@ -103,13 +137,43 @@ class AsyncWatchWithRawResponse:
 
 
 class AsyncClientWithRawResponse:
+    """Each resource view is built (and its module imported) on first access."""
+
     def __init__(self, client: AsyncClient) -> None:
-        self.topics = AsyncTopicsWithRawResponse(client)
-        self.routers = AsyncRoutersWithRawResponse(client)
-        self.queues = AsyncQueuesWithRawResponse(client)
-        self.watch = AsyncWatchWithRawResponse(client)
-        probes = client._probes._as_raw()
-        self.health = async_raw_method(probes.health)
-        self.ready = async_raw_method(probes.ready)
-        self.metrics = async_raw_method(probes.metrics)
-        self.metrics_json = async_raw_method(probes.metrics_json)
+        self._client = client
+
+    @cached_property
+    def topics(self) -> AsyncTopicsWithRawResponse:
+        return AsyncTopicsWithRawResponse(self._client)
+
+    @cached_property
+    def routers(self) -> AsyncRoutersWithRawResponse:
+        return AsyncRoutersWithRawResponse(self._client)
+
+    @cached_property
+    def queues(self) -> AsyncQueuesWithRawResponse:
+        return AsyncQueuesWithRawResponse(self._client)
+
+    @cached_property
+    def watch(self) -> AsyncWatchWithRawResponse:
+        return AsyncWatchWithRawResponse(self._client)
+
+    @cached_property
+    def _probes(self) -> Any:
+        return self._client._probes._as_raw()
+
+    @cached_property
+    def health(self) -> Callable[[], Awaitable[RawResponse[Health]]]:
+        return async_raw_method(self._probes.health)
+
+    @cached_property
+    def ready(self) -> Callable[[], Awaitable[RawResponse[Ready]]]:
+        return async_raw_method(self._probes.ready)
+
+    @cached_property
+    def metrics(self) -> Callable[[], Awaitable[RawResponse[str]]]:
+        return async_raw_method(self._probes.metrics)
+
+    @cached_property
+    def metrics_json(self) -> Callable[[], Awaitable[RawResponse[Metrics]]]:
+        return async_raw_method(self._probes.metrics_json)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._exceptions import GapError
-from ._models import DiffResult, Gap, Record
+from ._models.records import DiffResult, Gap, Record
 
 if TYPE_CHECKING:
     from .resources.topics import AsyncTopics, Topics

@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from ._models import Gap, Job, Record, Tombstone, parse_record
+from ._models.queues import Job
+from ._models.records import Gap, Record, Tombstone, parse_record
 
 __all__ = [
     "CaughtUpEvent",

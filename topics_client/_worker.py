@@ -40,7 +40,7 @@ from ._base import connection_error, error_from_response, path, with_read
 from ._config import DEFAULT_MAX_RECONNECTS, WATCHDOG_SLACK, WORK_HEARTBEAT_MS
 from ._exceptions import APIConnectionError, StreamError
 from ._http import httpx
-from ._models import Job
+from ._models.queues import Job
 from ._sse import decode_error_frame, decode_job_frame
 
 if TYPE_CHECKING:

@@ -108,3 +108,83 @@ def test_sink_template_and_data() -> None:
     out = io.StringIO()
     Sink("data", out=out).records(recs, "x")
     assert out.getvalue() == '{"a":[1,2]}\ns\n'
+
+
+def test_commands_load_lazily_and_list_in_order() -> None:
+    """Looking up ``put`` imports its module only; ``--help`` still lists every command in
+    registration order (commands, then groups) and "did you mean" knows unbuilt names."""
+    code = (
+        "import sys, typer.main\n"
+        "from topics_cli.app import _COMMANDS, app\n"
+        "group = typer.main.get_command(app)\n"
+        "print(list(group.commands) == list(_COMMANDS))\n"
+        "group.get_command(None, 'put')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('topics_cli.commands.')))\n"
+        "from topics_client import Client\n"
+        "Client('http://127.0.0.1:1').topics\n"
+        "print(sorted(m for m in sys.modules if m.startswith('topics_client._models.')))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "True",
+        "['topics_cli.commands.put']",
+        "['topics_client._models._common', 'topics_client._models.writes']",
+    ]
+    from topics_cli.app import _COMMANDS
+
+    runner = CliRunner()
+    top = runner.invoke(app, ["--help"]).output
+    section = top.split("Commands:\n")[1].split("\n\n")[0]
+    listed = [line.split()[0] for line in section.splitlines()]
+    assert listed == list(_COMMANDS)
+    typo = runner.invoke(app, ["tombstne"])
+    assert typo.exit_code == 2 and "Did you mean 'tombstone'" in typo.output
+    gaps = runner.invoke(app, ["gaps", "--help"]).output
+    assert "check" in gaps and "scan" in gaps
+
+
+def test_jsonl_page_is_per_record_dumps() -> None:
+    """One ``orjson.dumps`` per page, split at record boundaries, is byte for byte the
+    per-record form, including when strings or nested data look like a boundary."""
+    import orjson
+
+    from topics_cli.output import jsonl_page
+
+    def rec(seq: int, data: object, **extra: object) -> dict[str, object]:
+        return {"$seq": seq, "$ts": 1_700_000_000_000 + seq, **extra, "data": data}
+
+    pages: list[list[dict[str, object]]] = [
+        [],
+        [rec(1, 1)],
+        [rec(i, {"i": i, "s": "x" * i}) for i in range(1, 50)],
+        [rec(1, '},{"$seq":2'), rec(2, '\u00e9\n"}'), rec(3, None, meta={"k": "v"})],
+        [rec(1, [rec(7, 7), rec(8, 8)]), rec(2, [{"$seq": 1}, {"$seq": 2}])],  # nested
+        [rec(1, 1), {"$ts": 5, "$seq": 2, "data": 2}],  # another first key
+        [{"topic": "t", **rec(1, 1)}, {"topic": "t", **rec(2, [{"topic": "u"}, {"topic": 1}])}],
+    ]
+    for page in pages:
+        expected = b"".join(orjson.dumps(r) + b"\n" for r in page)
+        assert jsonl_page(page) == expected, page
+
+
+def test_wire_records_match_the_record_path() -> None:
+    """Raw pages (server dicts) render exactly like decoded ``Record`` pages in every
+    mode but pretty."""
+    import io
+
+    from topics_cli.output import Sink, record_to_wire
+    from topics_client import Record
+
+    recs = [
+        Record(1, 1_700_000_000_000, {"a": [1, 2]}, tag="t", node="n1", meta={"m": 1}),
+        Record(2, 1_700_000_000_001, "s"),
+        Record(3, 1_700_000_000_002, None, extra={"$future": True}),
+    ]
+    wire = [record_to_wire(r) for r in recs]
+    for mode in ("jsonl", "json", "data", "template"):
+        template = r"{seq}|{ts}|{time}|{tag}|{node}|{topic}|{data}|{data[a][0]}|{meta[m]}"
+        a, b = io.StringIO(), io.StringIO()
+        Sink(mode, template=template, out=a).records(recs, "orders")
+        Sink(mode, template=template, out=b).wire_records(wire, "orders")
+        assert a.getvalue() == b.getvalue() and a.getvalue(), mode

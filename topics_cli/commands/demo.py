@@ -1,7 +1,7 @@
 """``topics demo``: the recipes, live, against an in-process reference server.
 
-Each step is its own function taking a :class:`Demo` (client, output, pacing), so new steps
-(a lease queue once ``claim``/``ack`` land) are one function and one list entry.
+Each step is its own function taking a :class:`Demo` (client, output, pacing), so a new step
+is one function and one entry in :data:`STEPS`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ Steps:
   queue    a cursor job queue: workers advancing a shared checkpoint
   mirror   a two-node mirror that stays echo-free (routers a->b, b->a with
            allow_cycle, writes with node, reads with the node filter)
+  lease    a lease queue: two workers claim, ack, nack; a failing job is
+           dead-lettered after max_deliveries, with its $dead_letter_* stamps
 
 \b
 Examples:
@@ -163,11 +165,63 @@ def step_mirror(d: Demo) -> None:
     d.say(f"forwarded: {forwarded}; the hop cap stops any copy from bouncing forever")
 
 
+def step_lease(d: Demo) -> None:
+    import orjson
+
+    from topics_cli.commands.lease import job_to_wire
+
+    d.title("5. A lease queue: claim, ack, nack, and a dead letter")
+    c = d.client
+    d.cmd(
+        "create", "render", "--type", "queue", "--max-deliveries", "2",
+        "--dead-letter", "render.dlq",
+    )  # fmt: skip
+    c.topics.put("render", type="queue", max_deliveries=2, dead_letter="render.dlq")
+    d.cmd("put", "render", *(f'{{"clip":{i}}}' for i in range(1, 5)))
+    c.topics.write("render", [{"data": {"clip": i}} for i in range(1, 5)])
+    d.say("clip 3 is corrupt: rendering it always fails")
+    held = {}
+    for node in ("w1", "w2"):
+        d.cmd("lease", "claim", "render", "--node", node, "--max", "2", "-o", "jsonl")
+        held[node] = list(c.queues.claim("render", node=node, max=2).jobs)
+        for job in held[node]:
+            d.sink.out.write(orjson.dumps(job_to_wire(job)).decode() + "\n")
+    for node, jobs in held.items():
+        ok = [j for j in jobs if j.data != {"clip": 3}]
+        bad = [j for j in jobs if j.data == {"clip": 3}]
+        d.cmd("lease", "ack", "render", "--node", node, *(str(j.seq) for j in ok))
+        r = c.queues.ack("render", ok, node=node)
+        d.say(f"{node} rendered clips {[j.data['clip'] for j in ok]}: acked {r.acked}")
+        if bad:
+            d.cmd("lease", "nack", "render", "--node", node, str(bad[0].seq))
+            c.queues.nack("render", bad, node=node)
+            d.say(f"{node} failed clip 3 (delivery {bad[0].deliveries} of 2): nacked, ready again")
+    d.cmd("lease", "claim", "render", "--node", "w1")
+    again = list(c.queues.claim("render", node="w1").jobs)
+    for job in again:
+        d.say(f"w1 got clip {job.data['clip']} again, delivery {job.deliveries}; fails again: nack")
+        c.queues.nack("render", [job], node="w1")
+    d.cmd("lease", "claim", "render", "--node", "w2")
+    third = c.queues.claim("render", node="w2")
+    d.say(
+        f"w2 claimed {third.count} jobs: a 3rd delivery would exceed max_deliveries, "
+        "so the claim moved the job to render.dlq instead"
+    )
+    d.cmd("diff", "render.dlq", "-o", "jsonl")
+    d.show(c.topics.diff("render.dlq").records, "render.dlq")
+    d.cmd("info", "render")
+    q = c.topics.get("render", touch=False).queue
+    if q is not None:
+        d.say(f"queue: {q.ready} ready, {q.in_flight} in flight, {q.dead_lettered} dead-lettered")
+    d.say("hands-off: topics lease run render --exec './render.sh' --concurrency 8")
+
+
 STEPS: dict[str, Callable[[Demo], None]] = {
     "stream": step_stream,
     "fanout": step_fanout,
     "queue": step_queue,
     "mirror": step_mirror,
+    "lease": step_lease,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -27,7 +27,64 @@ from topics_cli.options import (
 
 if TYPE_CHECKING:
     from topics_cli.consume import Checkpoint, Tracker
-    from topics_client import Client, Record, ReplayBatch
+    from topics_client import Client, Gap, Record
+    from topics_client._replay import ReplayState
+
+_B = TypeVar("_B")
+WireRecord = dict[str, Any]
+"""A record as the server returned it: ``{"$seq", "$ts", "$tag"?, "$node"?, "meta"?, "data"}``."""
+RAW_MODES = ("jsonl", "json", "data", "template")
+"""Output modes that write records as the server sent them: these replay raw pages."""
+
+
+class WirePage:
+    """One diff page, undecoded into models: ``records`` are the server's dicts."""
+
+    __slots__ = ("caught_up", "gap", "next_from_seq", "records")
+
+    def __init__(
+        self, records: list[WireRecord], gap: Gap | None, next_from_seq: int, caught_up: bool
+    ) -> None:
+        self.records = records
+        self.gap = gap
+        self.next_from_seq = next_from_seq
+        self.caught_up = caught_up
+
+
+def wire_pages(
+    client: Client, topic: str, state: ReplayState, options: dict[str, Any]
+) -> Iterator[WirePage]:
+    """:meth:`topics_client.Replay.batches` without the models: each ``POST …/diff`` answer
+    is decoded once with orjson and its records are handed on as they are (the lossless
+    JSONL form), so a replay to a pipe never builds a ``Record`` per line. Paging (limit,
+    ``until_seq``, ``follow``) is the client's :class:`ReplayState`; only the fold of an
+    answer is repeated here, on dicts."""
+    import orjson
+
+    diff = client.with_raw_response.topics.diff
+    options = {k: v for k, v in options.items() if v is not None}
+    while not state.done:
+        cursor = state.cursor
+        page = orjson.loads(diff(topic, **state.request(), **options).content)
+        gap = None
+        tomb = page.get("tombstone")
+        if tomb:
+            from topics_client import Gap, Tombstone
+
+            gap = Gap.from_tombstone(topic, Tombstone.from_wire(tomb), cursor)
+        records: list[WireRecord] = page["records"]
+        head, nxt = page["head_seq"], page["next_from_seq"]
+        caught_up = page.get("caught_up", nxt >= head)
+        until = state.until_seq
+        if until is not None and nxt >= until:
+            nxt = until
+            if records and records[-1]["$seq"] > until:
+                records = [r for r in records if r["$seq"] <= until]
+        if (until is not None and nxt >= until) or (caught_up and not state.follow):
+            state.done = True
+        state.cursor = nxt
+        yield WirePage(records, gap, nxt, caught_up)
+
 
 HELP = """Replay TOPIC from a position: by default everything retained up to the head as it
 was when the command started, then exit 0. --follow keeps long-polling for new records.
@@ -50,10 +107,11 @@ Examples:
 """
 
 
-def _prefetched(batches: Iterator[ReplayBatch], depth: int = 3) -> Iterator[ReplayBatch]:
+def _prefetched(batches: Iterator[_B], depth: int = 3) -> Iterator[_B]:
     """Fetch the next pages in a thread while this one is written out (server and client
     work overlap). The producer is a daemon: an early stop simply abandons it."""
     import queue
+    import sys
     import threading
 
     pages: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
@@ -68,13 +126,21 @@ def _prefetched(batches: Iterator[ReplayBatch], depth: int = 3) -> Iterator[Repl
             pages.put(("end", None))
 
     threading.Thread(target=produce, daemon=True, name="topics-replay").start()
-    while True:
-        kind, item = pages.get()
-        if kind == "end":
-            return
-        if kind == "error":
-            raise item
-        yield item
+    # Both threads hold the GIL for long C calls (orjson on a whole page); with the default
+    # 5 ms switch interval the fetcher, woken by its socket, waits that long for the GIL at
+    # every read and write, and the server sits idle. A short interval keeps it fed.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, 0.0002))
+    try:
+        while True:
+            kind, item = pages.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def run_replay(
@@ -84,6 +150,7 @@ def run_replay(
     tracker: Tracker,
     emit: Callable[[tuple[Record, ...]], None] | None,
     from_text: str,
+    emit_wire: Callable[[list[WireRecord]], None] | None = None,
     until_text: str | None,
     follow: bool,
     checkpoint: Checkpoint | None = None,
@@ -95,6 +162,9 @@ def run_replay(
     include_meta: bool = True,
 ) -> int:
     """Replay one topic into ``emit``; returns the exit code (0, or 3 on ``fail``).
+
+    With ``emit_wire`` (and no ``emit``) records are never decoded into models: pages come
+    from :func:`wire_pages` and ``emit_wire`` gets the server's record dicts.
 
     The checkpoint advances after each batch ``emit`` has written, never past an unreported
     gap; Ctrl-C leaves it at the last delivered record.
@@ -121,17 +191,36 @@ def run_replay(
         cursor = seek_time(client, topic, since)
     assert cursor is not None
     wait_ms = 30_000 if idle_ms is None else max(1, min(30_000, idle_ms))
-    replay = client.topics.replay(
-        topic,
-        from_seq=cursor,
-        until_seq=until_seq,
-        follow=follow,
-        limit=limit,
-        wait_ms=wait_ms,
-        node=node or None,
-        include_tags=include_tags,
-        include_meta=include_meta,
-    )
+    wire = emit_wire is not None and emit is None
+    pages: Iterator[Any]
+    if wire:
+        from topics_client._replay import ReplayState
+
+        state = ReplayState(
+            topic, cursor, until_seq=until_seq, follow=follow, limit=limit, wait_ms=wait_ms
+        )
+        options = {"node": node or None, "include_tags": include_tags, "include_meta": include_meta}
+        pages = wire_pages(client, topic, state, options)
+    else:
+        replay = client.topics.replay(
+            topic,
+            from_seq=cursor,
+            until_seq=until_seq,
+            follow=follow,
+            limit=limit,
+            wait_ms=wait_ms,
+            node=node or None,
+            include_tags=include_tags,
+            include_meta=include_meta,
+        )
+        pages = replay.batches()
+
+    def seq_of(record: Any) -> int:
+        return int(record["$seq"] if wire else record.seq)
+
+    def ts_of(record: Any) -> int:
+        return int(record["$ts"] if wire else record.ts)
+
     delivered = 0
     last_record_at = time.monotonic()
     position = cursor
@@ -141,29 +230,35 @@ def run_replay(
             checkpoint.set(topic, seq)
             checkpoint.save()
 
+    batch: Any
     try:
-        for batch in _prefetched(replay.batches()):
+        for batch in _prefetched(pages):
             if batch.gap is not None and tracker.gap(batch.gap):
                 return EXIT_GAP
             records = batch.records
             end = batch.next_from_seq
             stop = False
             if until_ms is not None:
-                if records and records[-1].ts > until_ms:
-                    records = tuple(r for r in records if r.ts <= until_ms)
-                    end = records[-1].seq if records else position
+                if records and ts_of(records[-1]) > until_ms:
+                    records = type(records)(r for r in records if ts_of(r) <= until_ms)
+                    end = seq_of(records[-1]) if records else position
                     stop = True
                 elif batch.caught_up and now_ms() > until_ms:
                     stop = True
             if count is not None and delivered + len(records) >= count:
                 records = records[: count - delivered]
                 if records:
-                    end = records[-1].seq
+                    end = seq_of(records[-1])
                 stop = True
             if records:
-                if emit is not None:
-                    emit(records)
-                tracker.records(topic, records)
+                if wire:
+                    if emit_wire is not None:
+                        emit_wire(records)
+                    tracker.span(topic, len(records), seq_of(records[0]), seq_of(records[-1]))
+                else:
+                    if emit is not None:
+                        emit(records)
+                    tracker.records(topic, records)
                 delivered += len(records)
                 last_record_at = time.monotonic()
             position = end
@@ -227,11 +322,16 @@ def diff(
     def emit(records: tuple[Record, ...]) -> None:
         sink.records(records, topic)
 
+    def emit_wire(records: list[WireRecord]) -> None:
+        sink.wire_records(records, topic)
+
+    raw = sink.mode in RAW_MODES
     code = run_replay(
         client,
         topic,
         tracker=tracker,
-        emit=emit,
+        emit=None if raw else emit,
+        emit_wire=emit_wire if raw else None,
         from_text=from_ or "start",
         until_text=until,
         follow=follow,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._base import Call
-from .._models import Health, Metrics, Ready
+from .._models.probes import Health, Metrics, Ready
 from ._resource import AsyncResource, SyncResource, json_parser, text_parser
 
 __all__ = ["AsyncProbes", "Probes"]

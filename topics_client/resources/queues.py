@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .._base import Call, path
 from .._config import DEFAULT_MAX_RECONNECTS, WATCHDOG_SLACK, WORK_HEARTBEAT_MS
 from .._exceptions import NotFoundError
-from .._models import AckResult, ClaimResult, ExtendResult, Job, NackResult
+from .._models.queues import AckResult, ClaimResult, ExtendResult, Job, NackResult
 from .._sse import StreamErrorEvent, decode_error_frame, decode_job_frame
 from ._resource import AsyncResource, SyncResource, json_parser
 from ._streaming import StreamTarget, aiter_stream, iter_stream

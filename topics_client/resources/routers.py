@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Literal
 
 from .._base import Call, path
-from .._models import Router, RouterDeleteResult, RouterPage, RouterSummary
+from .._models.routers import Router, RouterDeleteResult, RouterPage, RouterSummary
 from ._resource import AsyncResource, SyncResource, json_parser
 
 __all__ = ["AsyncRouters", "Routers"]

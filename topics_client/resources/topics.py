@@ -6,23 +6,21 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
-from .._base import Call, bool_param, path
+from .._base import Call, bool_param, decode_json, path
 from .._http import httpx
-from .._models import (
-    DeleteRecordsResult,
-    DiffResult,
-    NewRecord,
-    TopicConfig,
-    TopicDeleteResult,
-    TopicPage,
-    TopicPutResult,
-    TopicState,
-    TopicSummary,
-    WriteResult,
-)
+from .._models.writes import DeleteRecordsResult, NewRecord, WriteResult
 from ._resource import AsyncResource, SyncResource, json_parser
 
-if TYPE_CHECKING:  # replay is imported on first use: a one-record put never needs it
+if TYPE_CHECKING:  # replay and the topic/diff models load on first use: a put needs neither
+    from .._models.records import DiffResult
+    from .._models.topics import (
+        TopicConfig,
+        TopicDeleteResult,
+        TopicPage,
+        TopicPutResult,
+        TopicState,
+        TopicSummary,
+    )
     from .._replay import AsyncReplay, GapPolicy, Replay, ReplayState
 
 DEFAULT_REPLAY_LIMIT = 1000
@@ -65,6 +63,8 @@ class ConfigParams(TypedDict, total=False):
 def _config_body(
     config: TopicConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any]
 ) -> dict[str, Any]:
+    from .._models.topics import TopicConfig
+
     body = config.to_wire() if isinstance(config, TopicConfig) else dict(config or {})
     body.update(overrides)
     return body
@@ -177,11 +177,36 @@ def _replay_state(
     )
 
 
-_put_parser = json_parser(TopicPutResult.from_wire)
-_state_parser = json_parser(TopicState.from_wire)
-_page_parser = json_parser(TopicPage.from_wire)
-_delete_parser = json_parser(TopicDeleteResult.from_wire)
-_diff_parser = json_parser(DiffResult.from_wire)
+def _put_parser(response: httpx.Response) -> TopicPutResult:
+    from .._models.topics import TopicPutResult
+
+    return TopicPutResult.from_wire(decode_json(response))
+
+
+def _state_parser(response: httpx.Response) -> TopicState:
+    from .._models.topics import TopicState
+
+    return TopicState.from_wire(decode_json(response))
+
+
+def _page_parser(response: httpx.Response) -> TopicPage:
+    from .._models.topics import TopicPage
+
+    return TopicPage.from_wire(decode_json(response))
+
+
+def _delete_parser(response: httpx.Response) -> TopicDeleteResult:
+    from .._models.topics import TopicDeleteResult
+
+    return TopicDeleteResult.from_wire(decode_json(response))
+
+
+def _diff_parser(response: httpx.Response) -> DiffResult:
+    from .._models.records import DiffResult
+
+    return DiffResult.from_wire(decode_json(response))
+
+
 _delete_records_parser = json_parser(DeleteRecordsResult.from_wire)
 
 

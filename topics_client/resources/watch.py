@@ -21,7 +21,7 @@ from .._config import (
     clamp_heartbeat_ms,
 )
 from .._exceptions import NotFoundError, TopicNotFoundError
-from .._models import WatchSession
+from .._models.watch import WatchSession
 from .._sse import TopicDeletedEvent, WatchCursor, WatchEvent
 from ._resource import AsyncResource, SyncResource, json_parser
 from ._streaming import StreamTarget, aiter_stream, iter_stream
