@@ -7,14 +7,14 @@ Prints figures; never passes or fails.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
-import threading
 import time
 
 import httpx
 import orjson
 
-from bench._common import PAYLOAD, ServerProcess, percentile, report
+from bench._common import PAYLOAD, RawClient, ServerProcess, percentile, report
 
 JSON = {"content-type": "application/json"}
 
@@ -55,43 +55,31 @@ def replay(client: httpx.Client, topic: str) -> tuple[float, int]:
     return seen / (time.perf_counter() - started), seen
 
 
-def wakeups(url: str, topic: str, rounds: int = 300) -> list[float]:
+async def wakeups(url: str, topic: str, rounds: int = 300) -> list[float]:
     """Time from sending a write to a parked long-poll returning its record.
 
-    The poller runs in its own thread with its own connection; the writer
-    starts only once the poll request has been sent and had time to park.
+    Poller and writer are raw keep-alive connections in one event loop, so the
+    figure is the server's wake-up plus two loopback round trips, without
+    client-side thread scheduling in it.
     """
     body = orjson.dumps({"records": [{"data": 1}]})
     samples: list[float] = []
-    with httpx.Client(base_url=url) as writer, httpx.Client(base_url=url) as poller:
-        head = writer.post(f"/v0/topics/{topic}", content=body, headers=JSON).json()["head_seq"]
+    async with RawClient(url) as writer, RawClient(url) as poller:
+        _, raw = await writer.post(f"/v0/topics/{topic}", body)
+        head = orjson.loads(raw)["head_seq"]
         for _ in range(rounds):
-            done = threading.Event()
-            result: dict[str, float] = {}
-
-            def poll(
-                cursor: int = head,
-                result: dict[str, float] = result,
-                done: threading.Event = done,
-            ) -> None:
-                r = poller.post(
+            poll = asyncio.create_task(
+                poller.post(
                     f"/v0/topics/{topic}/diff",
-                    content=orjson.dumps({"from_seq": cursor, "wait_ms": 5000}),
-                    headers=JSON,
+                    orjson.dumps({"from_seq": head, "wait_ms": 5000}),
                 )
-                result["t1"] = time.perf_counter()
-                result["next"] = r.json()["next_from_seq"]
-                done.set()
-
-            thread = threading.Thread(target=poll)
-            thread.start()
-            time.sleep(0.005)  # the poll parks on the server
+            )
+            await asyncio.sleep(0.003)  # the poll parks on the server
             t0 = time.perf_counter()
-            writer.post(f"/v0/topics/{topic}", content=body, headers=JSON)
-            done.wait(10)
-            thread.join()
-            samples.append((result["t1"] - t0) * 1000)
-            head = int(result["next"])
+            await writer.post(f"/v0/topics/{topic}", body)
+            _, raw = await poll
+            samples.append((time.perf_counter() - t0) * 1000)
+            head = orjson.loads(raw)["next_from_seq"]
     return samples
 
 
@@ -112,7 +100,7 @@ def main() -> None:
         report("write-ack latency p99", percentile(lat, 99), "ms")
         rate, seen = replay(client, "bench-batch")
         report(f"replay limit 1000 ({seen:,} records)", rate, "rec/s", ">= 200,000")
-        wake = wakeups(server.url, "bench-wake")
+        wake = asyncio.run(wakeups(server.url, "bench-wake"))
         report("long-poll wake-up p50 (write sent -> poll returns)", percentile(wake, 50), "ms")
         report("long-poll wake-up p99", percentile(wake, 99), "ms", "<= 5")
 

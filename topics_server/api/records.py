@@ -16,7 +16,6 @@ from topics_server.engine.chunks import Payload
 from topics_server.engine.config import TopicConfig, parse_config
 from topics_server.engine.engine import Batch, DiffRequest
 from topics_server.engine.predicates import parse_predicate
-from topics_server.engine.records import to_wire
 from topics_server.errors import ApiError, invalid_request
 from topics_server.settings import Settings
 from topics_server.wire import (
@@ -214,11 +213,10 @@ async def diff(request: Request) -> Response:
     body = as_object(await read_json(request, empty_as_object=True), "body")
     params = parse_diff(body, settings_of(request))
     _, result = await engine_of(request).diff(name, params)
-    tags, meta = params.include_tags, params.include_meta
     return json_response(
         {
             "topic": name,
-            "records": [to_wire(r, tags, meta) for r in result.records],
+            "records": result.records,  # already wire dicts (read with a shape)
             "next_from_seq": result.next_from_seq,
             "head_seq": result.head_seq,
             "earliest_seq": result.earliest_seq,

@@ -510,7 +510,10 @@ class Engine:
         now = now_ms()
         log = self.require(name, now)
         self.mark_read(log, now)
-        result = log.read(request.from_seq, request.limit, request.max_batch_bytes, request.nodes)
+        shape = (request.include_tags, request.include_meta, True)
+        result = log.read(
+            request.from_seq, request.limit, request.max_batch_bytes, request.nodes, shape
+        )
         if (
             request.wait_ms
             and not result.records
@@ -523,7 +526,7 @@ class Engine:
                 log.apply_retention(now_ms())
                 self._sync_front(log)
                 result = log.read(
-                    request.from_seq, request.limit, request.max_batch_bytes, request.nodes
+                    request.from_seq, request.limit, request.max_batch_bytes, request.nodes, shape
                 )
         return log, result
 

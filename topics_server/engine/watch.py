@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from topics_server.engine.log import ReadResult, TopicLog, wait_any
-from topics_server.engine.records import to_wire
 from topics_server.sse import RETRY, comment, encode_cursor, frame, raw_frame
 from topics_server.wire import now_ms
 
@@ -178,20 +177,17 @@ class Watches:
         hit = self._reads.get(key)
         if hit is not None and hit[0] is log:
             return hit[1], hit[2]
-        result = log.read(cursor, options.limit, options.max_batch_bytes, options.nodes)
+        shape = (options.include_tags, options.include_meta, options.include_data)
+        result = log.read(cursor, options.limit, options.max_batch_bytes, options.nodes, shape)
         body = None
         if result.records:
-            records = [
-                to_wire(r, options.include_tags, options.include_meta, options.include_data)
-                for r in result.records
-            ]
             body = orjson.dumps(
                 {
                     "topic": log.name,
                     "from_seq": cursor,
                     "to_seq": result.next_from_seq,
                     "head_seq": result.head_seq,
-                    "records": records,
+                    "records": result.records,
                 }
             )
         if len(self._reads) >= READ_CACHE:
