@@ -219,3 +219,45 @@ def test_not_ready_until_recovered(tmp_path: Path) -> None:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def test_watch_sessions_are_collected_only_when_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SPEC §9.1: a session with no open stream for session_ttl_ms is deleted (shortened
+    here in-process, since the contract fixes it at five minutes)."""
+    import topics_server.engine.watch as watch_module
+
+    monkeypatch.setattr(watch_module, "SESSION_TTL_MS", 200)
+    settings = Settings(data_dir=tmp_path)
+    engine = Engine(settings, SqliteStore(tmp_path))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, engine), log_level="error", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with httpx.Client(base_url=url, timeout=10) as client:
+            while client.get("/v0/ready").status_code != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            client.post("/v0/topics/gc", json={"records": [{"data": 1}]})
+            idle = client.post("/v0/watch", json={"topics": {"gc": {}}}).json()["wid"]
+            busy = client.post("/v0/watch", json={"topics": {"gc": {}}}).json()["wid"]
+            with client.stream("GET", f"/v0/watch/{busy}") as open_stream:
+                assert open_stream.status_code == 200
+                time.sleep(0.3)  # both sessions are now past their 200 ms TTL
+                client.post("/v0/watch", json={"topics": {"gc": {}}})  # a POST runs the GC
+                assert client.get(f"/v0/watch/{idle}").status_code == 404
+                assert engine.watches.sessions.get(busy) is not None
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
