@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,3 +59,33 @@ def topics(base_url: str, tmp_path: Path) -> Callable[..., Run]:
         return Run(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
     return run
+
+
+def run_in_pty(args: list[str], env: dict[str, str], timeout: float = 30.0) -> tuple[int, str]:
+    """Run ``topics ARGS`` on a pseudo-terminal; returns (exit code, everything it wrote)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "topics_cli", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+    )
+    os.close(slave)
+    chunks = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks += data
+        elif proc.poll() is not None:
+            break
+    proc.wait(10)
+    os.close(master)
+    return proc.returncode, chunks.decode(errors="replace")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import select
 import signal
 import subprocess
 import sys
@@ -17,7 +14,7 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.cli.conftest import Run, cli_env
+from tests.cli.conftest import Run, cli_env, run_in_pty
 from topics_cli.commands._lease_run import backoff_ms
 
 Topics = Callable[..., Run]
@@ -306,36 +303,11 @@ def test_run_status_line_on_a_terminal(
     """The live status line and the summary, through a pseudo-terminal."""
     _queue(topics, topic)
     topics("put", topic, "1", "2", "3")
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "topics_cli", "lease", "run", topic, "--node", "tty",
-            "--exec", "sleep 0.4", "--once",
-        ],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=cli_env(base_url, tmp_path),
-    )  # fmt: skip
-    os.close(slave)
-    chunks = b""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks += data
-        elif proc.poll() is not None:
-            break
-    proc.wait(10)
-    os.close(master)
-    text = chunks.decode(errors="replace")
-    assert proc.returncode == 0, text
+    code, text = run_in_pty(
+        ["lease", "run", topic, "--node", "tty", "--exec", "sleep 0.4", "--once"],
+        cli_env(base_url, tmp_path),
+    )
+    assert code == 0, text
     assert f"lease run {topic} @tty | running 1/1 | done" in text
     assert "jobs/s" in text
     assert f"lease run {topic}: 3 done, 0 failed" in text

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import pty
-import select
 import socket
 import subprocess
 import sys
@@ -17,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.cli.conftest import Run, cli_env
+from tests.cli.conftest import Run, cli_env, run_in_pty
 
 Topics = Callable[..., Run]
 
@@ -90,45 +87,10 @@ def test_watch_pretty_on_a_terminal(
 ) -> None:
     """Pretty mode and the live status line, through a pseudo-terminal."""
     topics("put", topic, '{"hello": "tty"}', "--tag", "greet")
-    master, slave = pty.openpty()
     env = cli_env(base_url, tmp_path)
     env.pop("NO_COLOR")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "topics_cli",
-            "watch",
-            topic,
-            "--from",
-            "start",
-            "--idle-timeout",
-            "2s",
-        ],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-    )
-    os.close(slave)
-    chunks = b""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks += data
-        elif proc.poll() is not None:
-            break
-    proc.wait(10)
-    os.close(master)
-    text = chunks.decode(errors="replace")
-    assert proc.returncode == 0, text
+    code, text = run_in_pty(["watch", topic, "--from", "start", "--idle-timeout", "2s"], env)
+    assert code == 0, text
     assert '{"hello":"tty"}' in text and "#greet" in text
     assert "watching" in text and "records" in text  # the status line
     assert "\x1b[" in text  # colour on a terminal

@@ -180,6 +180,19 @@ def _fences(seqs: Sequence[int], lease_ids: Sequence[str] | None) -> list[str] |
     return list(lease_ids)
 
 
+def _counts(
+    topic: str, verb: str, done: int, skipped: Sequence[int], ready: int, in_flight: int
+) -> dict[str, Any]:
+    """The printed result of an ack or nack: the counts the server returned."""
+    return {
+        "topic": topic,
+        verb: done,
+        "skipped": list(skipped),
+        "ready": ready,
+        "in_flight": in_flight,
+    }
+
+
 def _settled(ctx: typer.Context, value: dict[str, Any], verb: str, extra: str = "") -> None:
     sink = get_app(ctx).sink
     n = value[verb]
@@ -226,14 +239,7 @@ def ack(
 ) -> None:
     client = get_app(ctx).client()
     r = client.queues.ack(queue, seqs, node=node, lease_ids=_fences(seqs, lease_id))
-    value = {
-        "topic": r.topic,
-        "acked": r.acked,
-        "skipped": list(r.skipped),
-        "ready": r.ready,
-        "in_flight": r.in_flight,
-    }
-    _settled(ctx, value, "acked")
+    _settled(ctx, _counts(r.topic, "acked", r.acked, r.skipped, r.ready, r.in_flight), "acked")
 
 
 @app.command(
@@ -261,13 +267,7 @@ def nack(
     r = client.queues.nack(
         queue, seqs, node=node, delay_ms=delay_ms, lease_ids=_fences(seqs, lease_id)
     )
-    value = {
-        "topic": r.topic,
-        "nacked": r.nacked,
-        "skipped": list(r.skipped),
-        "ready": r.ready,
-        "in_flight": r.in_flight,
-    }
+    value = _counts(r.topic, "nacked", r.nacked, r.skipped, r.ready, r.in_flight)
     _settled(ctx, value, "nacked", f", back in {delay_ms} ms" if delay_ms else "")
 
 
