@@ -29,7 +29,7 @@ from sortedcontainers import SortedDict
 from topics_server.engine.chunks import Chunk, Payload
 from topics_server.engine.config import TopicConfig, parse_config
 from topics_server.engine.idempotency import IdempotencyEntry
-from topics_server.engine.log import ReadResult, TopicLog, Totals
+from topics_server.engine.log import ColdMiss, ReadResult, TopicLog, Totals, WireRecord
 from topics_server.engine.names import is_topic_name
 from topics_server.engine.predicates import TagPredicate
 from topics_server.engine.queues import QueueRegistry
@@ -44,6 +44,8 @@ __all__ = ["Batch", "DiffRequest", "Engine", "WriteOutcome"]
 
 # An ephemeral topic persists its seq reservation this far ahead of the head.
 RESERVE_BLOCK = 1 << 16
+# A read retries this often when the front moved while its cold payloads loaded.
+COLD_ATTEMPTS = 8
 
 Batch = tuple["array[int]", Payload]
 Committed = (
@@ -118,7 +120,6 @@ class Engine:
         assert self.store is not None
         config = parse_config(row.config, row.name)
         log = TopicLog(row.name, row.instance, config, self.totals)
-        log.load_payloads = self.store.load_payloads
         log.evict_floor = row.evict_floor
         log.cap_hi, log.ttl_hi, log.trim_hi = row.cap_hi, row.ttl_hi, row.trim_hi
         log.last_ts = row.last_ts
@@ -258,8 +259,6 @@ class Engine:
             raise throttled("max_topics", limit, f"the server holds its maximum of {limit} topics")
         log = TopicLog(name, self._next_instance, config, self.totals)
         self._next_instance += 1
-        if self.store is not None:
-            log.load_payloads = self.store.load_payloads
         return log
 
     def _register(self, log: TopicLog) -> Committed:
@@ -505,14 +504,46 @@ class Engine:
 
     # -- reads (SPEC §4) --------------------------------------------------------
 
+    async def read(
+        self,
+        log: TopicLog,
+        from_seq: int,
+        limit: int,
+        max_bytes: int,
+        nodes: frozenset[str] | None = None,
+        shape: tuple[bool, bool, bool] | None = None,
+    ) -> ReadResult:
+        """:meth:`TopicLog.read`, with cold payloads fetched off the event loop."""
+        cold: dict[int, Payload] = {}
+        for _ in range(COLD_ATTEMPTS):
+            try:
+                return log.read(from_seq, limit, max_bytes, nodes, shape, cold)
+            except ColdMiss as miss:
+                cold.update(await self._load_cold(log, miss))
+        raise RuntimeError(f"topic {log.name!r}: cold payloads missing from the store")
+
+    async def record(self, log: TopicLog, seq: int) -> WireRecord | None:
+        """One live record with its payload (cold ones fetched off the loop)."""
+        cold: dict[int, Payload] = {}
+        for _ in range(COLD_ATTEMPTS):
+            try:
+                return log.get(seq, cold)
+            except ColdMiss as miss:
+                cold.update(await self._load_cold(log, miss))
+        raise RuntimeError(f"topic {log.name!r}: cold payloads missing from the store")
+
+    async def _load_cold(self, log: TopicLog, miss: ColdMiss) -> dict[int, Payload]:
+        assert self.store is not None, "cold chunk without a store"
+        return await self.store.read_payloads(log.instance_id, miss.first, miss.last)
+
     async def diff(self, name: str, request: DiffRequest) -> tuple[TopicLog, ReadResult]:
         await self.routers.catch_up(name)
         now = now_ms()
         log = self.require(name, now)
         self.mark_read(log, now)
         shape = (request.include_tags, request.include_meta, True)
-        result = log.read(
-            request.from_seq, request.limit, request.max_batch_bytes, request.nodes, shape
+        result = await self.read(
+            log, request.from_seq, request.limit, request.max_batch_bytes, request.nodes, shape
         )
         if (
             request.wait_ms
@@ -525,8 +556,13 @@ class Engine:
             if woke and not log.removed:
                 log.apply_retention(now_ms())
                 self._sync_front(log)
-                result = log.read(
-                    request.from_seq, request.limit, request.max_batch_bytes, request.nodes, shape
+                result = await self.read(
+                    log,
+                    request.from_seq,
+                    request.limit,
+                    request.max_batch_bytes,
+                    request.nodes,
+                    shape,
                 )
         return log, result
 
@@ -545,7 +581,7 @@ class Engine:
         bound = log.head + 1 if before_seq is None else min(before_seq, log.head + 1)
         victims = log.hot_tag_matches(predicate, bound)
         if self.store is not None:
-            victims.extend(self.store.tag_matches(log.instance_id, predicate, bound))
+            victims.extend(await self.store.tag_matches(log.instance_id, predicate, bound))
         done = log.delete_seqs(victims)
         if done and self.store is not None:
             durability = log.config.durability

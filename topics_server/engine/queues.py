@@ -37,7 +37,7 @@ import orjson
 from sortedcontainers import SortedSet
 
 from topics_server.engine.chunks import Chunk, Payload
-from topics_server.engine.log import TopicLog
+from topics_server.engine.log import ColdMiss, TopicLog
 from topics_server.errors import ApiError, topic_not_found
 from topics_server.wire import now_ms
 
@@ -181,15 +181,10 @@ def _alive(log: TopicLog, seq: int) -> bool:
     return log.earliest_seq <= seq <= log.head and seq not in log.deleted
 
 
-def _payload(log: TopicLog, chunk: Chunk, cache: dict[int, Payload]) -> Payload:
-    payload = chunk.payload
-    if payload is not None:
-        return payload
-    payload = cache.get(chunk.first)
+def _payload(chunk: Chunk, cache: dict[int, Payload]) -> Payload:
+    payload = chunk.payload or cache.get(chunk.first)
     if payload is None:
-        assert log.load_payloads is not None, "cold chunk without a store"
-        payload = log.load_payloads(log.instance_id, chunk.first, chunk.first)[chunk.first]
-        cache[chunk.first] = payload
+        raise ColdMiss(chunk.first, chunk.first)
     return payload
 
 
@@ -370,7 +365,14 @@ class QueueRegistry:
         """One pass for a cohort (or a lone claimer), then its persistence and dead letters."""
         now = now_ms()
         self.sweep(log, state, now)
-        dead = self._deal(log, state, members, now)
+        dead: list[_DeadLetter] = []
+        cache: dict[int, Payload] = {}
+        while True:
+            try:
+                self._deal(log, state, members, now, cache, dead)
+                break
+            except ColdMiss as miss:  # a cold job: fetch its payload off the loop, go on
+                cache.update(await self.engine._load_cold(log, miss))
         if self._durable(log):
             rows = [
                 (job.seq, job.lease_id, m.node, job.deadline, job.deliveries)
@@ -387,7 +389,9 @@ class QueueRegistry:
         if dead:
             await self._dead_letter(log, state, dead)
 
-    def _candidates(self, log: TopicLog, state: QueueState) -> Iterator[tuple[int, Chunk, int]]:
+    def _candidates(
+        self, log: TopicLog, state: QueueState
+    ) -> Iterator[tuple[int, Chunk, int, bool]]:
         """Claimable jobs: the reclaim set ascending, then fresh seqs past the cursor."""
         leases, delayed, pending = state.leases, state.delayed, state.dl_pending
         reclaim = state.reclaim
@@ -399,7 +403,7 @@ class QueueRegistry:
             if found is None:
                 state.deliveries.pop(seq, None)
                 continue
-            yield seq, found[0], found[1]
+            yield seq, found[0], found[1], False
         seq = max(state.cursor, log.earliest_seq - 1)
         budget = FRESH_SCAN_BUDGET
         while seq < log.head and budget > 0:
@@ -414,24 +418,36 @@ class QueueRegistry:
             seq = state.cursor = nxt
             if nxt in leases or nxt in delayed or nxt in pending:
                 continue
-            yield nxt, found[0], found[1]
+            yield nxt, found[0], found[1], True
 
     def _deal(
-        self, log: TopicLog, state: QueueState, members: list[_Member], now: int
-    ) -> list[_DeadLetter]:
+        self,
+        log: TopicLog,
+        state: QueueState,
+        members: list[_Member],
+        now: int,
+        cache: dict[int, Payload],
+        dead: list[_DeadLetter],
+    ) -> None:
         """Deal jobs round-robin, one at a time, to members still under their ``max``."""
         config = log.config
         limit = config.max_deliveries if config.dead_letter is not None else 0
         candidates = self._candidates(log, state)
-        cache: dict[int, Payload] = {}
-        dead: list[_DeadLetter] = []
         active = [m for m in members if m.want > len(m.jobs)]
         exhausted = False
         while active and not exhausted:
             for member in active:
-                for seq, chunk, i in candidates:
+                for seq, chunk, i, fresh in candidates:
                     n = state.deliveries.get(seq, 0) + 1
-                    payload = _payload(log, chunk, cache)
+                    try:
+                        payload = _payload(chunk, cache)
+                    except ColdMiss:
+                        # give the job back exactly where it came from, then fetch
+                        if fresh:
+                            state.cursor = seq - 1
+                        else:
+                            state.reclaim.add(seq)
+                        raise
                     tag = payload.tags[i] if payload.tags is not None else None
                     meta = payload.metas[i] if payload.metas is not None else None
                     if limit and n > limit:
@@ -459,7 +475,6 @@ class QueueRegistry:
             active = [m for m in active if m.want > len(m.jobs)]
         for member in members:
             member.jobs.sort(key=lambda job: job.seq)
-        return dead
 
     # -- dead-lettering (SPEC §10.7) ----------------------------------------------------
 

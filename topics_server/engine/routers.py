@@ -358,7 +358,7 @@ class Routers:
             dest = (await engine.put_topic(spec.dest, TopicConfig()))[0]
         if router.cursor + 1 < source.evict_floor:
             return await self._trim(router, source, dest)
-        result = source.read(router.cursor, PASS_RECORDS, 8 << 20)
+        result = await engine.read(source, router.cursor, PASS_RECORDS, 8 << 20)
         if result.next_from_seq == router.cursor and not result.records:
             return False
         copies = [r for r in result.records if _forwards(spec, r)]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -139,7 +139,7 @@ class Watches:
                         continue
                     if engine.routers.lagging(topic):
                         await engine.routers.catch_up(topic)
-                    for chunk in self._drain(session, topic, first, caught, terminal, seen):
+                    async for chunk in self._drain(session, topic, first, caught, terminal, seen):
                         out.append(chunk)
                         size += len(chunk)
                         if size >= FLUSH_BYTES:
@@ -169,7 +169,7 @@ class Watches:
             engine.sse_connections -= 1
             session.last_access = time.monotonic()
 
-    def _read(
+    async def _read(
         self, log: TopicLog, cursor: int, options: WatchOptions
     ) -> tuple[ReadResult, bytes | None]:
         """Read (or reuse a read of) ``log`` after ``cursor``; with the rendered records."""
@@ -178,7 +178,9 @@ class Watches:
         if hit is not None and hit[0] is log:
             return hit[1], hit[2]
         shape = (options.include_tags, options.include_meta, options.include_data)
-        result = log.read(cursor, options.limit, options.max_batch_bytes, options.nodes, shape)
+        result = await self.engine.read(
+            log, cursor, options.limit, options.max_batch_bytes, options.nodes, shape
+        )
         body = None
         if result.records:
             body = orjson.dumps(
@@ -195,7 +197,7 @@ class Watches:
         self._reads[key] = (log, result, body)
         return result, body
 
-    def _drain(
+    async def _drain(
         self,
         session: WatchSession,
         topic: str,
@@ -203,8 +205,8 @@ class Watches:
         caught: dict[str, bool],
         terminal: set[str],
         seen: dict[str, tuple[TopicLog, int]],
-    ) -> Iterator[bytes]:
-        """Read one topic from its session cursor until caught up (no awaits inside)."""
+    ) -> AsyncIterator[bytes]:
+        """Read one topic from its session cursor until caught up."""
         engine = self.engine
         log = engine.get(topic)
         if log is None:
@@ -219,7 +221,7 @@ class Watches:
         cursors = session.cursors
         while True:
             cursor = cursors[topic]
-            result, body = self._read(log, cursor, session.options)
+            result, body = await self._read(log, cursor, session.options)
             sent = False
             tombstone = result.tombstone
             if tombstone is not None:

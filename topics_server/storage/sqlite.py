@@ -15,6 +15,7 @@ readers never block the writer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import queue
 import sqlite3
@@ -22,10 +23,11 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -36,6 +38,8 @@ __all__ = ["DB_NAME", "RecoveredTopic", "SqliteStore", "StoreCorrupt"]
 
 DB_NAME = "topics.db"
 SCHEMA_VERSION = 1
+_T = TypeVar("_T")
+READERS = 2  # threads (each with its own WAL reader connection) serving cold reads
 MAX_GROUP = 1024  # operations folded into one transaction at most
 
 SCHEMA = """
@@ -166,6 +170,9 @@ class SqliteStore:
         self.commits = 0  # transactions committed (one per group)
         self.fsyncs = 0  # of which synchronous=FULL
         self.operations = 0  # operations committed across all groups
+        self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="topics-store-reader")
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
         try:
             self._reader = _connect(self.path)
             self._reader.executescript(SCHEMA)
@@ -287,6 +294,9 @@ class SqliteStore:
             self._queue.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
+        self._readers.shutdown(wait=True)
+        for conn in self._reader_conns:
+            conn.close()
         self._reader.close()
 
     # -- operations ------------------------------------------------------------
@@ -472,32 +482,53 @@ class SqliteStore:
         ).fetchall()
         return rows
 
-    # -- reads (event-loop thread) --------------------------------------------
+    # -- reads (reader threads) -------------------------------------------------
 
-    def load_payloads(self, instance: int, first_from: int, first_to: int) -> dict[int, Payload]:
-        rows = self._reader.execute(
+    async def read_payloads(
+        self, instance: int, first_from: int, first_to: int
+    ) -> dict[int, Payload]:
+        """Cold payloads of the chunks starting in ``first_from..first_to``."""
+        return await self._read(self._load_payloads, instance, first_from, first_to)
+
+    async def tag_matches(self, instance: int, predicate: TagPredicate, bound: int) -> list[int]:
+        """Stored seqs ``< bound`` whose tag matches, through the tag index."""
+        return await self._read(self._tag_matches, instance, predicate, bound)
+
+    async def _read(self, fn: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, functools.partial(fn, *args))
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _connect(self.path)
+            self._reader_conns.append(conn)
+        return conn
+
+    def _load_payloads(self, instance: int, first_from: int, first_to: int) -> dict[int, Payload]:
+        rows = self._reader_conn().execute(
             "SELECT first, datas, metas, nodes, tags, hops FROM chunks "
             "WHERE topic = ? AND first >= ? AND first <= ? ORDER BY first",
             (instance, first_from, first_to),
         )
         return {row[0]: decode_payload(*row[1:]) for row in rows}
 
-    def tag_matches(self, instance: int, predicate: TagPredicate, bound: int) -> list[int]:
-        """Stored seqs ``< bound`` whose tag matches, through the tag index."""
+    def _tag_matches(self, instance: int, predicate: TagPredicate, bound: int) -> list[int]:
+        db = self._reader_conn()
         if predicate.op == "Eq":
-            rows = self._reader.execute(
+            rows = db.execute(
                 "SELECT seq FROM tags WHERE topic = ? AND tag = ? AND seq < ?",
                 (instance, predicate.value, bound),
             )
         else:
             upper = _prefix_successor(predicate.value)
             if upper is None:
-                rows = self._reader.execute(
+                rows = db.execute(
                     "SELECT seq FROM tags WHERE topic = ? AND tag >= ? AND seq < ?",
                     (instance, predicate.value, bound),
                 )
             else:
-                rows = self._reader.execute(
+                rows = db.execute(
                     "SELECT seq FROM tags WHERE topic = ? AND tag >= ? AND tag < ? AND seq < ?",
                     (instance, predicate.value, upper, bound),
                 )
