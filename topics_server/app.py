@@ -21,7 +21,7 @@ from topics_server.auth import AuthMiddleware, parse_keys
 from topics_server.engine.engine import Engine
 from topics_server.errors import ApiError, error_body, invalid_request
 from topics_server.settings import Settings
-from topics_server.storage.sqlite import StoreCorrupt
+from topics_server.storage.base import StoreCorrupt
 
 __all__ = ["create_app"]
 
@@ -83,11 +83,13 @@ def _route(path: str, **handlers: Handler) -> Route:
 async def _recover(engine: Engine, on_fatal: Callable[[str], None] | None) -> None:
     try:
         await asyncio.to_thread(engine.recover)
-    except StoreCorrupt as exc:
+    except Exception as exc:  # recovery never hangs: any failure ends start-up, named
+        message = str(exc) if isinstance(exc, StoreCorrupt) else f"recovery failed: {exc!r}"
         if on_fatal is None:
-            raise
-        on_fatal(str(exc))
+            raise StoreCorrupt(message) from None
+        on_fatal(message)
         return
+    await engine.finish_recovery()
     engine.routers.start()
     engine.ready = True
 
@@ -175,8 +177,7 @@ def create_app(
                 recovery.cancel()
             await engine.routers.drain(timeout=2.0)
             await engine.routers.stop()
-            if engine.store is not None:
-                await engine.store.close()
+            await engine.close()
 
     routes = [
         _route("/v0/health", GET=health.health),

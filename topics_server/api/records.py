@@ -12,12 +12,12 @@ from starlette.responses import Response
 
 from topics_server.api.common import engine_of, read_json, settings_of
 from topics_server.auth import key_of
-from topics_server.engine.chunks import Payload
 from topics_server.engine.config import TopicConfig, parse_config
 from topics_server.engine.engine import Batch, DiffRequest
 from topics_server.engine.predicates import parse_predicate
 from topics_server.errors import ApiError, invalid_request
 from topics_server.settings import Settings
+from topics_server.storage.records import Payload
 from topics_server.wire import (
     U32_MAX,
     as_bool,

@@ -1,6 +1,6 @@
 """One topic instance: its chunks, watermarks, retention and tombstones.
 
-The log is a list of :class:`~topics_server.engine.chunks.Chunk` in seq order.
+The log is a list of :class:`~topics_server.storage.records.Chunk` in seq order.
 ``(lo, pos)`` is the front: the record ``chunks[lo].first + pos`` is the first
 live one, everything before it was evicted or deleted. A delete in the middle
 only adds the seq to ``deleted``; the front skips such seqs as it passes them.
@@ -28,10 +28,10 @@ from typing import Any
 from orjson import Fragment
 from sortedcontainers import SortedDict
 
-from topics_server.engine.chunks import Chunk, Payload
 from topics_server.engine.config import TopicConfig
 from topics_server.engine.idempotency import IdempotencyTable
 from topics_server.engine.predicates import TagPredicate
+from topics_server.storage.records import Chunk, Payload
 
 __all__ = ["HOT_RECORDS", "ColdMiss", "ReadResult", "TopicLog", "Totals", "WireRecord"]
 

@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sortedcontainers import SortedSet
 
-from topics_server.engine.chunks import Chunk, Payload
 from topics_server.engine.log import ColdMiss, TopicLog
 from topics_server.errors import ApiError, topic_not_found
+from topics_server.storage.base import Change, DropLeases, MarkDeleted, SaveLeases
+from topics_server.storage.records import Chunk, Payload
 from topics_server.wire import now_ms
 
 if TYPE_CHECKING:
@@ -218,19 +219,12 @@ class QueueRegistry:
         """``Engine.on_topic_removed`` hook: the queue state dies with its topic."""
         state = self.states.pop(name, None)
         if state is not None:
-            state.notify()
-            store = self.engine.store
-            if store is not None:
-                store.drop_leases(state.instance_id, None, fsync=False, wait=False)
+            state.notify()  # its leases went with the topic's DropTopic
         return []
 
     def _durable(self, log: TopicLog) -> bool:
         config = log.config
-        return (
-            config.leases_durable
-            and config.durability != "ephemeral"
-            and self.engine.store is not None
-        )
+        return config.leases_durable and config.durability != "ephemeral"
 
     def _lease_wait(self, log: TopicLog) -> tuple[bool, bool]:
         """(fsync, wait) for lease events that must survive a restart."""
@@ -239,16 +233,12 @@ class QueueRegistry:
 
     # -- recovery -----------------------------------------------------------------
 
-    def restore(self, log: TopicLog) -> None:
+    def restore(self, log: TopicLog, leases: list[tuple[int, int, str, int, int]]) -> None:
         """Recovery (worker thread): reload live leases of a ``leases_durable`` queue."""
-        store = self.engine.store
-        if store is None or not log.config.is_queue:
-            return
-        if not self._durable(log):
-            store.drop_leases(log.instance_id, None, fsync=False, wait=False)
+        if not log.config.is_queue or not self._durable(log):
             return
         state = self.state(log)
-        for seq, lease_id, node, deadline, deliveries in store.load_leases(log.instance_id):
+        for seq, lease_id, node, deadline, deliveries in leases:
             if log.locate(seq) is None:
                 continue
             state.leases[seq] = Lease(lease_id, node, deadline, deliveries)
@@ -380,12 +370,14 @@ class QueueRegistry:
                 for job in m.jobs
             ]
             if rows:
-                store = self.engine.store
-                assert store is not None
                 fsync, wait = self._lease_wait(log)
-                await self.engine._await(
-                    store.save_leases(log.instance_id, rows, fsync=fsync, wait=wait)
-                )
+                try:
+                    await self.engine.commit(
+                        SaveLeases(log.instance_id, tuple(rows)), fsync=fsync, wait=wait
+                    )
+                except ApiError:
+                    self._undo_claims(log, state, members)
+                    raise
         if dead:
             await self._dead_letter(log, state, dead)
 
@@ -563,14 +555,39 @@ class QueueRegistry:
             matched.append((seq, lease))
         return matched, skipped
 
+    def _undo_claims(self, log: TopicLog, state: QueueState, members: list[_Member]) -> None:
+        """A claim whose leases failed to commit: its jobs go back as they were."""
+        for member in members:
+            for job in member.jobs:
+                lease = state.leases.get(job.seq)
+                if lease is not None and lease.lease_id == job.lease_id:
+                    del state.leases[job.seq]
+                    state._unbind(job.seq, lease)
+                    if job.deliveries > 1:
+                        state.deliveries[job.seq] = job.deliveries - 1
+                    else:
+                        state.deliveries.pop(job.seq, None)
+                    state.reclaim.add(job.seq)
+            member.jobs = []
+        state.notify()
+
     def _drop(self, log: TopicLog, state: QueueState, matched: list[tuple[int, Lease]]) -> None:
         for seq, lease in matched:
             del state.leases[seq]
             state._unbind(seq, lease)
-        if matched and self._durable(log):
-            store = self.engine.store
-            assert store is not None
-            store.drop_leases(log.instance_id, [s for s, _ in matched], fsync=False, wait=False)
+
+    async def _commit_drop(self, log: TopicLog, seqs: list[int], *extra: Change) -> float:
+        """Persist released leases (and ``extra``) before memory forgets them."""
+        changes: list[Change] = list(extra)
+        if seqs and self._durable(log):
+            changes.append(DropLeases(log.instance_id, tuple(seqs)))
+        durability = log.config.durability
+        if not changes or durability == "ephemeral":
+            return 0.0
+        _, fsync_ms = await self.engine.commit(
+            *changes, fsync=durability == "fsync", wait=durability in ("disk", "fsync")
+        )
+        return fsync_ms
 
     async def ack(
         self, name: str, node: str, seqs: list[int], fences: list[int | None] | None
@@ -579,33 +596,28 @@ class QueueRegistry:
         now = now_ms()
         self.sweep(log, state, now)
         matched, skipped = self._match(log, state, node, seqs, fences, now)
-        self._drop(log, state, matched)
         done = [seq for seq, _ in matched]
+        live = tuple(seq for seq in done if log.locate(seq) is not None)
+        extra = (MarkDeleted(log.instance_id, live),) if live else ()
+        fsync_ms = await self._commit_drop(log, done, *extra)
+        matched = [(seq, lease) for seq, lease in matched if state.leases.get(seq) is lease]
+        done = [seq for seq, _ in matched]
+        self._drop(log, state, matched)
         for seq in done:
             state.deliveries.pop(seq, None)
-        fsync_ms = await self.delete_jobs(log, done)
+        log.delete_seqs(done)
+        self.engine._sync_front(log)
         state.notify()
         return log, Settled(done, skipped, fsync_ms=fsync_ms)
 
     async def delete_jobs(self, log: TopicLog, seqs: list[int]) -> float:
         """Delete jobs for good, persisted per the queue's class (as ``delete_records``)."""
-        done = log.delete_seqs(seqs)
-        engine = self.engine
-        store = engine.store
-        if not done or store is None:
+        live = tuple(seq for seq in sorted(set(seqs)) if log.locate(seq) is not None)
+        if not live:
             return 0.0
-        durability = log.config.durability
-        if durability == "ephemeral":
-            engine._sync_front(log)
-            return 0.0
-        future = store.mark_deleted(
-            log.instance_id,
-            done,
-            fsync=durability == "fsync",
-            wait=durability in ("disk", "fsync"),
-        )
-        engine._sync_front(log)
-        _, fsync_ms = await engine._await(future)
+        fsync_ms = await self._commit_drop(log, [], MarkDeleted(log.instance_id, live))
+        log.delete_seqs(live)
+        self.engine._sync_front(log)
         return fsync_ms
 
     async def nack(
@@ -620,6 +632,8 @@ class QueueRegistry:
         now = now_ms()
         self.sweep(log, state, now)
         matched, skipped = self._match(log, state, node, seqs, fences, now)
+        await self._commit_drop(log, [seq for seq, _ in matched])
+        matched = [(seq, lease) for seq, lease in matched if state.leases.get(seq) is lease]
         self._drop(log, state, matched)
         for seq, _ in matched:
             if delay_ms:
@@ -645,19 +659,17 @@ class QueueRegistry:
         self.sweep(log, state, now)
         matched, skipped = self._match(log, state, node, seqs, fences, now)
         deadline = now + clamp_lease_ms(lease_ms)
+        if matched and self._durable(log):
+            rows = tuple((s, ls.lease_id, ls.node, deadline, ls.deliveries) for s, ls in matched)
+            fsync, wait = self._lease_wait(log)
+            await self.engine.commit(SaveLeases(log.instance_id, rows), fsync=fsync, wait=wait)
         deadlines: dict[int, int] = {}
         for seq, lease in matched:
+            if state.leases.get(seq) is not lease:
+                continue  # settled by someone else while the extension committed
             lease.deadline = deadline
             heapq.heappush(state.expiry, (deadline, seq, lease.lease_id))
             deadlines[seq] = deadline
-        if matched and self._durable(log):
-            store = self.engine.store
-            assert store is not None
-            rows = [(s, ls.lease_id, ls.node, ls.deadline, ls.deliveries) for s, ls in matched]
-            fsync, wait = self._lease_wait(log)
-            await self.engine._await(
-                store.save_leases(log.instance_id, rows, fsync=fsync, wait=wait)
-            )
         return log, Settled([seq for seq, _ in matched], skipped, deadlines)
 
     # -- /work connections (SPEC §10.9) -------------------------------------------------
