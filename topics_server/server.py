@@ -23,7 +23,9 @@ import uvicorn
 from topics_server.app import create_app
 from topics_server.engine.engine import Engine
 from topics_server.settings import Settings, SettingsError
-from topics_server.storage.sqlite import DataDirLocked, SqliteStore, StoreCorrupt, data_dir_lock
+from topics_server.storage.base import StoreCorrupt
+from topics_server.storage.failpoints import Failpoints
+from topics_server.storage.sqlite import DataDirLocked, SqliteStore, data_dir_lock
 
 __all__ = ["check_bind_safety", "run", "serve"]
 
@@ -111,7 +113,7 @@ async def serve(settings: Settings, announce: bool = True) -> None:
     check_bind_safety(settings)
     try:
         with data_dir_lock(settings.data_dir):
-            store = SqliteStore(settings.data_dir)
+            store = SqliteStore(settings.data_dir, Failpoints.from_env())
             await _serve(settings, Engine(settings, store), announce)
     except (DataDirLocked, StoreCorrupt) as exc:
         raise SettingsError(str(exc)) from None

@@ -38,7 +38,12 @@ async def ready(request: Request) -> Response:
             {"replay_progress": round(engine.recovery_progress, 3)},
             retry_after=1,
         )
-    body = {"status": "ready", "wal_replay_complete": True, "topics": len(engine.topics)}
+    body = {
+        "status": "ready",
+        "wal_replay_complete": True,
+        "topics": len(engine.topics),
+        "storage": "full" if engine.store.full else "ok",
+    }
     return Response(orjson.dumps(body), media_type="application/json")
 
 

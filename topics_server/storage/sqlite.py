@@ -339,7 +339,9 @@ class SqliteStore:
             self._apply(conn, ops, full)
         except Exception as exc:
             error = _classify(exc)
-            if isinstance(error, StorageFull):
+            if isinstance(error, StorageFull) or any(
+                isinstance(op.doomed, StorageFull) for op in ops
+            ):
                 self._release_reserve()
             # isolate the failing operation: the others still commit
             for op in ops:
