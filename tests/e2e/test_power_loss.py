@@ -21,7 +21,9 @@ Promises checked over all rounds (``TOPICS_POWER_LOSS_ROUNDS``, default 20):
 - no source record is copied twice into the ``exactly_once`` destination (counted by the
   copies' ``_topics_router`` stamp and by their data).
 
-A summary table per class is printed (run with ``-s`` to see it when the test passes).
+A summary table per class is printed (run with ``-s`` to see it when the test passes) and
+written to ``$TOPICS_POWER_LOSS_REPORT`` when that is set. ``TOPICS_POWER_LOSS_SEED`` picks
+the random kill points.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -365,6 +368,9 @@ def test_power_loss_rounds(rig: Rig) -> None:
 
     table = summary(ledgers, restarts, router, losses)
     print("\n" + table)
+    report = os.environ.get("TOPICS_POWER_LOSS_REPORT")
+    if report:
+        Path(report).write_text(table + "\n")
     by_class: dict[str, list[Ledger]] = {d: [] for d in CLASSES}
     for ledger in ledgers.values():
         by_class[ledger.durability].append(ledger)
