@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -318,7 +320,11 @@ def summary(
         holes = sum(len(g.holes) for g in group)
         reused = sum(len(g.reused) for g in group)
         back = len(set().union(*(g.head_back for g in group)))
-        lost_text = "all (by design)" if durability == "ephemeral" else f"{lost:,}"
+        lost_text = f"{lost:,}"
+        if durability == "ephemeral":
+            lost_text = "all (by design)"
+        elif lost and not holes:
+            lost_text += " (all in a tail)"
         lines.append(
             f"| `{durability}` | {acked:,} | {lost_text} | {holes:,} | {reused:,} "
             f"| {back} of {restarts} restarts |"
@@ -437,3 +443,37 @@ def test_router_duplicates_counts_by_stamp_and_by_data() -> None:
     assert router_duplicates([copy(1, 1), copy(2, 2)]) == (0, 0)
     assert router_duplicates([copy(1, 1), copy(1, 1), copy(2, 2)]) == (1, 1)
     assert router_duplicates([copy(1, 1), copy(2, 1)]) == (0, 1)
+
+
+def test_a_mount_left_by_a_killed_run_is_reaped(tmp_path: Path) -> None:
+    reason = lazyfs.unavailable()
+    if reason:
+        pytest.skip(reason)
+    crashed = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from tests.e2e import lazyfs\n"
+        "fs = lazyfs.LazyFS(Path(sys.argv[1])).mount()\n"
+        "(fs.mount_point / 'left').write_bytes(b'x')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", crashed, str(tmp_path)], cwd=repo, env=env, timeout=60, check=False
+    )
+    assert run.returncode == -9
+    fs = lazyfs.LazyFS(tmp_path)
+    try:
+        assert lazyfs.is_mounted(fs.mount_point), "the killed run left no mount to reap"
+        assert str(fs.mount_point) in lazyfs.reap_stale()
+        assert not lazyfs.is_mounted(fs.mount_point)
+        fs.mount()  # the same place mounts again
+        assert (fs.mount_point / "left").exists()
+        fs.clear_cache()
+    finally:
+        fs.unmount()
+    assert not lazyfs.is_mounted(fs.mount_point)
