@@ -9,7 +9,7 @@ the server (``python -m topics_server``, started from a neutral directory so the
 code on PYTHONPATH is what runs), a replay process (``--replay``) paging the big
 ``disk`` topic from seq 0 with ``/diff`` (limit 1000) over and over, and a
 measurement process (``--measure``) timing sequential single-record writes to a
-small ``disk`` topic over a raw keep-alive connection (write sent -> ack) and
+fresh small ``disk`` topic over a raw keep-alive connection (write sent -> ack) and
 the same records arriving on an open watch of that topic (write sent -> SSE
 record frame). Rounds alternate idle and replay. Prints figures; never passes
 or fails.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -38,7 +39,6 @@ from bench._common import RawClient, ServerProcess, percentile, report
 from bench.bench_watch import RawWatcher
 
 COLD = "cold-big"
-HOT = "hot-small"
 BATCH = orjson.dumps({"records": [{"data": {"payload": "x" * 86}}] * 1000})
 PAD = "x" * 80
 
@@ -158,8 +158,8 @@ def child(*args: str, stdin: int | None = None) -> subprocess.Popen[str]:
     )
 
 
-def run_measure(url: str, writes: int) -> dict[str, Any]:
-    proc = child("--measure", url, "--writes", str(writes))
+def run_measure(url: str, topic: str, writes: int) -> dict[str, Any]:
+    proc = child("--measure", url, "--topic", topic, "--writes", str(writes))
     out, _ = proc.communicate(timeout=180)
     if proc.returncode != 0:
         raise RuntimeError(f"measurement process failed ({proc.returncode})")
@@ -188,11 +188,18 @@ def settle(client: httpx.Client, limit_s: float = 120) -> None:
     raise RuntimeError("the store did not drain its write queue")
 
 
+_phases = itertools.count(1)
+
+
 def phase(
     server_pid: int, url: str, writes: int, replay: bool, replay_limit: float
 ) -> tuple[dict[str, Any], dict[str, Any] | None, float]:
     """One measurement, idle or with the replay process running; returns the
-    measurement, the replay's own figures and the server's CPU use (cores)."""
+    measurement, the replay's own figures and the server's CPU use (cores).
+
+    Each measurement writes to a new small topic, so every phase sees the same
+    hot-topic state (a few thousand records, all within the hot budget).
+    """
     loader = None
     if replay:
         loader = child("--replay", url, "--seconds", str(replay_limit), stdin=subprocess.PIPE)
@@ -201,7 +208,9 @@ def phase(
             raise RuntimeError("replay process did not start")
     cpu0, t0 = cpu_seconds(server_pid), time.perf_counter()
     loader_cpu0 = cpu_seconds(loader.pid) if loader is not None else 0.0
-    result = run_measure(url, writes)
+    topic = f"hot-{'replay' if replay else 'idle'}-{next(_phases)}"
+    httpx.put(f"{url}/v0/topics/{topic}", json={"durability": "disk"}).raise_for_status()
+    result = run_measure(url, topic, writes)
     elapsed = time.perf_counter() - t0
     cpu = (cpu_seconds(server_pid) - cpu0) / elapsed
     figures = None
@@ -234,13 +243,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="idle + replay pairs")
     parser.add_argument("--replay", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--measure", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=120, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.replay:
         replay_main(args.replay, COLD, args.seconds)
         return
     if args.measure:
-        result = asyncio.run(measure(args.measure, HOT, args.writes, args.seconds))
+        result = asyncio.run(measure(args.measure, args.topic, args.writes, args.seconds))
         print(json.dumps(result), flush=True)
         return
 
@@ -264,10 +274,7 @@ def main() -> None:
             assert server.proc is not None
             url = server.url
             with httpx.Client(base_url=url, timeout=60) as client:
-                for topic in (COLD, HOT):
-                    client.put(
-                        f"/v0/topics/{topic}", json={"durability": "disk"}
-                    ).raise_for_status()
+                client.put(f"/v0/topics/{COLD}", json={"durability": "disk"}).raise_for_status()
                 rate = asyncio.run(fill(url, COLD, args.records))
                 settle(client)
             report(f"filled {args.records:,} records (disk)", rate, "rec/s")
