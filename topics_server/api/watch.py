@@ -10,6 +10,7 @@ from starlette.responses import Response, StreamingResponse
 
 from topics_server.api.common import engine_of, read_json, settings_of
 from topics_server.api.records import parse_nodes
+from topics_server.api.render import reads_of, render
 from topics_server.auth import key_of, require_names
 from topics_server.engine.watch import SESSION_TTL_MS, WatchOptions
 from topics_server.errors import ApiError, invalid_request, throttled, topic_not_found
@@ -132,5 +133,7 @@ async def stream_watch(request: Request) -> Response:
             if topic in session.cursors:
                 session.cursors[topic] = min(session.cursors[topic], seq)
     return StreamingResponse(
-        engine.watches.stream(session), media_type="text/event-stream", headers=SSE_HEADERS
+        render(session, engine, reads_of(request)),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
     )
