@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 
 from topics_server.app import create_app
+from topics_server.connections import default_max_connections, protocol_class, raise_fd_limit
 from topics_server.engine.engine import Engine
 from topics_server.settings import Settings, SettingsError
 from topics_server.storage.base import StoreCorrupt
@@ -129,12 +130,16 @@ async def _serve(settings: Settings, engine: Engine, announce: bool) -> None:
             server.should_exit = True
 
     app = create_app(settings, engine, on_fatal=on_fatal)
+    fd_limit = raise_fd_limit()
+    max_connections = settings.max_connections
+    if max_connections is None:
+        max_connections = default_max_connections(fd_limit)
     sock = _bind(settings)
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         app,
         loop="none",
-        http="httptools",
+        http=protocol_class(settings.header_timeout_ms, settings.body_timeout_ms, max_connections),
         lifespan="on",
         log_level=settings.log_level,
         access_log=settings.access_log,

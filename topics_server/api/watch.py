@@ -8,10 +8,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from topics_server.api.common import engine_of, read_json, settings_of
-from topics_server.api.records import parse_nodes
+from topics_server.api.common import (
+    engine_of,
+    key_of,
+    parse_nodes,
+    read_json,
+    require_names,
+    settings_of,
+)
 from topics_server.api.render import reads_of, render
-from topics_server.auth import key_of, require_names
 from topics_server.engine.watch import SESSION_TTL_MS, WatchOptions
 from topics_server.errors import ApiError, invalid_request, throttled, topic_not_found
 from topics_server.sse import decode_cursor
