@@ -36,7 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ._base import connection_error, error_from_response, path, with_read
+from ._base import connection_error, error_from_response, path
 from ._config import DEFAULT_MAX_RECONNECTS, WATCHDOG_SLACK, WORK_HEARTBEAT_MS
 from ._exceptions import APIConnectionError, StreamError
 from ._http import httpx
@@ -382,12 +382,8 @@ class Worker:
         read = 2 * WORK_HEARTBEAT_MS / 1000.0 + WATCHDOG_SLACK
         failures = 0
         while not self._stop.is_set():
-            request = client._http.build_request(
-                "GET",
-                path("topics", opts.topic, "work"),
-                params=opts.work_params(lease_ms),
-                headers=client._stream_headers(),
-                timeout=with_read(client.timeout, read),
+            request = client._build_stream(
+                path("topics", opts.topic, "work"), opts.work_params(lease_ms), read
             )
             try:
                 response = client._http.send(request, stream=True)

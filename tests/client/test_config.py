@@ -7,6 +7,7 @@ import sys
 
 import httpx
 import pytest
+import respx
 
 from topics_client import NOT_GIVEN, Client
 from topics_client._config import resolve_api_key, resolve_base_url
@@ -23,12 +24,14 @@ def test_base_url_resolution_order() -> None:
 
 
 def test_env_used_by_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOPICS_URL", "http://env-host:4321")
+    monkeypatch.setenv("TOPICS_URL", "env-host:4321/")
     monkeypatch.setenv("TOPICS_API_KEY", "from-env")
-    with Client() as client:
+    health = {"status": "ok", "version": "x", "uptime_ms": 1}
+    with respx.mock(assert_all_called=True) as mock, Client() as client:
+        route = mock.get("http://env-host:4321/v0/health").respond(json=health)
         assert client.base_url == "http://env-host:4321"
-        assert client._headers["Authorization"] == "Bearer from-env"
-        assert str(client._http.base_url) == "http://env-host:4321"
+        assert client.health().status == "ok"
+    assert route.calls.last.request.headers["authorization"] == "Bearer from-env"
 
 
 def test_timeouts_and_not_given() -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from httpx_sse import EventSource, SSEError
 
-from .._base import connection_error, error_from_response, with_read
+from .._base import connection_error, error_from_response
 from .._exceptions import APIConnectionError, APIError, NotFoundError, StreamError, TopicsError
 from .._http import httpx
 
@@ -58,12 +58,8 @@ class StreamSpec(Protocol, Generic[E]):
 
 
 def _request(client: Client | AsyncClient, target: StreamTarget) -> httpx.Request:
-    return client._http.build_request(
-        "GET",
-        target.path,
-        params=target.params,
-        headers=client._stream_headers(target.last_event_id),
-        timeout=with_read(client.timeout, target.read_timeout),
+    return client._build_stream(
+        target.path, target.params, target.read_timeout, target.last_event_id
     )
 
 
