@@ -150,6 +150,9 @@ class _WatchSpec:
         pending, self.pending = self.pending, []
         return pending
 
+    def connected(self, response: object) -> None:
+        pass
+
 
 def _initial(start: int | None) -> dict[str, Any]:
     return {"tail": True} if start is None else {"from_seq": start}
