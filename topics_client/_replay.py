@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._config import DEFAULT_FOLLOW_WAIT_MS, DEFAULT_REPLAY_LIMIT
 from ._exceptions import GapError
 from ._models.records import DiffResult, Gap, Record
 
@@ -45,8 +46,6 @@ __all__ = [
 ]
 
 GapPolicy = Literal["yield", "raise"] | Callable[[Gap], None]
-DEFAULT_REPLAY_LIMIT = 1000  # keep in step with resources/topics.py
-DEFAULT_FOLLOW_WAIT_MS = 30_000
 
 
 @dataclass(frozen=True, slots=True)

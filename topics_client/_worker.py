@@ -37,7 +37,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._base import path
-from ._config import DEFAULT_MAX_RECONNECTS
+from ._config import (
+    DEFAULT_BACKOFF_BASE_MS,
+    DEFAULT_BACKOFF_MAX_MS,
+    DEFAULT_MAX_RECONNECTS,
+    backoff_ms,
+)
 from ._exceptions import StreamError
 from ._http import httpx
 from ._models.queues import Job
@@ -52,12 +57,6 @@ __all__ = ["AsyncWorker", "Worker", "WorkerStats", "backoff_ms"]
 logger = logging.getLogger("topics_client.worker")
 
 MAX_SETTLE = 1000  # seqs per ack/nack/extend (SPEC §10.3)
-
-
-def backoff_ms(deliveries: int, base_ms: int, max_ms: int) -> int:
-    """Nack delay after a failed delivery: ``base × 2^(deliveries-1)``, at most ``max``."""
-    exponent = min(max(deliveries - 1, 0), 32)
-    return int(min(max_ms, base_ms * (2**exponent)))
 
 
 def default_node() -> str:
@@ -182,8 +181,8 @@ class Worker:
         lease_ms: int | None = None,
         stream: bool = False,
         poll_interval: float = 0.5,
-        backoff_base_ms: int = 1000,
-        backoff_max_ms: int = 60_000,
+        backoff_base_ms: int = DEFAULT_BACKOFF_BASE_MS,
+        backoff_max_ms: int = DEFAULT_BACKOFF_MAX_MS,
         max_reconnects: int = DEFAULT_MAX_RECONNECTS,
     ) -> None:
         self.client = client
@@ -412,8 +411,8 @@ class AsyncWorker:
         lease_ms: int | None = None,
         stream: bool = False,
         poll_interval: float = 0.5,
-        backoff_base_ms: int = 1000,
-        backoff_max_ms: int = 60_000,
+        backoff_base_ms: int = DEFAULT_BACKOFF_BASE_MS,
+        backoff_max_ms: int = DEFAULT_BACKOFF_MAX_MS,
         max_reconnects: int = DEFAULT_MAX_RECONNECTS,
     ) -> None:
         self.client = client

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from .._base import Call, bool_param, decode_json, path
+from .._config import DEFAULT_FOLLOW_WAIT_MS, DEFAULT_REPLAY_LIMIT
 from .._http import httpx
 from .._models.writes import DeleteRecordsResult, NewRecord, WriteResult
 from ._resource import AsyncResource, SyncResource, json_parser
@@ -23,8 +24,6 @@ if TYPE_CHECKING:  # replay and the topic/diff models load on first use: a put n
     )
     from .._replay import AsyncReplay, GapPolicy, Replay, ReplayState
 
-DEFAULT_REPLAY_LIMIT = 1000
-DEFAULT_FOLLOW_WAIT_MS = 30_000
 
 __all__ = ["AsyncTopics", "ConfigParams", "Match", "NodeFilter", "RecordInput", "Topics"]
 
