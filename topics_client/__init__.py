@@ -1,16 +1,30 @@
 """Typed client for the topics `/v0` API, sync (:class:`Client`) and async
 (:class:`AsyncClient`).
 
-``import topics_client`` is cheap (the CLI pays it on every run): only the errors and the
-``NOT_GIVEN`` sentinel load eagerly; everything else (clients, httpx, models) loads on
-first attribute access.
+``import topics_client`` is cheap (the CLI pays it on every run): only the errors, the
+defaults and helpers of ``_config`` (``resolve_base_url``, ``backoff_ms``, the replay
+defaults) and the ``NOT_GIVEN`` sentinel load eagerly; everything else (clients, httpx,
+models) loads on first attribute access.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._config import NOT_GIVEN, NotGiven
+from ._config import (
+    BASE_URL_ENV,
+    DEFAULT_BACKOFF_BASE_MS,
+    DEFAULT_BACKOFF_MAX_MS,
+    DEFAULT_BASE_URL,
+    DEFAULT_FOLLOW_WAIT_MS,
+    DEFAULT_REPLAY_LIMIT,
+    NOT_GIVEN,
+    NotGiven,
+    backoff_ms,
+    normalize_base_url,
+    resolve_api_key,
+    resolve_base_url,
+)
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -45,6 +59,7 @@ if TYPE_CHECKING:
     from ._checkpoint import load_checkpoint, save_checkpoint
     from ._client import AsyncClient, Client
     from ._models import (
+        TOPIC_CONFIG_FIELDS,
         AckResult,
         ClaimResult,
         DeleteRecordsResult,
@@ -84,6 +99,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY = {
+    "TOPIC_CONFIG_FIELDS": "._models",
     "AckResult": "._models",
     "ClaimResult": "._models",
     "DeleteRecordsResult": "._models",
@@ -149,7 +165,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BASE_URL_ENV",
+    "DEFAULT_BACKOFF_BASE_MS",
+    "DEFAULT_BACKOFF_MAX_MS",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_FOLLOW_WAIT_MS",
+    "DEFAULT_REPLAY_LIMIT",
     "NOT_GIVEN",
+    "TOPIC_CONFIG_FIELDS",
     "APIConnectionError",
     "APIError",
     "APIResponseError",
@@ -224,7 +247,11 @@ __all__ = [
     "Worker",
     "WorkerStats",
     "WriteResult",
+    "backoff_ms",
     "load_checkpoint",
+    "normalize_base_url",
+    "resolve_api_key",
+    "resolve_base_url",
     "save_checkpoint",
 ]
 

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Self
 from urllib.parse import quote
 
 import orjson
@@ -29,6 +29,7 @@ from ._config import (
     MAX_RETRY_AFTER,
     MAX_RETRY_DELAY,
     MAX_WAIT_MS,
+    NOT_GIVEN,
     RETRY_JITTER,
     NotGiven,
 )
@@ -196,13 +197,20 @@ def with_read(timeout: httpx.Timeout, read: float | None) -> httpx.Timeout:
 
 
 class BaseClient:
-    """Configuration and request building shared by ``Client`` and ``AsyncClient``."""
+    """Configuration and request building shared by ``Client`` and ``AsyncClient``.
+
+    Every request carries an absolute URL (``base_url`` + path), so a caller's own httpx
+    client (``http_client=``) is used as it is: its base URL, if any, is never consulted
+    and our timeout is set per request.
+    """
 
     base_url: str
     api_key: str | None
     max_retries: int
     timeout: httpx.Timeout
     _headers: dict[str, str]
+    _http: httpx.Client | httpx.AsyncClient
+    _owns_http: bool
 
     def _init_config(
         self,
@@ -222,13 +230,41 @@ class BaseClient:
         if headers:
             self._headers.update(headers)
 
+    def with_options(
+        self,
+        *,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        api_key: str | NotGiven | None = NOT_GIVEN,
+        headers: Mapping[str, str] | None = None,
+    ) -> Self:
+        """A copy with other settings sharing this client's connection pool.
+
+        Closing the copy does not close the pool; close the original.
+        """
+        clone = self.__class__.__new__(self.__class__)
+        extra = {k: v for k, v in self._headers.items() if k != "Authorization"}
+        clone._init_config(
+            self.base_url,
+            self.api_key if isinstance(api_key, NotGiven) else api_key,
+            self.max_retries if isinstance(max_retries, NotGiven) else max_retries,
+            self.timeout if isinstance(timeout, NotGiven) else to_timeout(timeout),
+            {**extra, **(headers or {})},
+        )
+        clone._http = self._http
+        clone._owns_http = False
+        return clone
+
+    def _url(self, path: str) -> str:
+        return self.base_url + path
+
     def _request_timeout(self, call: Call) -> httpx.Timeout:
         if call.wait_ms <= 0:
             return self.timeout
         wait = min(call.wait_ms, MAX_WAIT_MS) / 1000.0
         return extend_read(self.timeout, wait + LONG_POLL_SLACK)
 
-    def _build(self, http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
+    def _build(self, call: Call) -> httpx.Request:
         headers = dict(self._headers)
         content: bytes | None = None
         if call.body is not _NO_BODY:
@@ -236,22 +272,35 @@ class BaseClient:
             headers["Content-Type"] = "application/json"
         if call.accept:
             headers["Accept"] = call.accept
-        return http.build_request(
+        return self._http.build_request(
             call.method,
-            call.path,
+            self._url(call.path),
             params=call.params,
             content=content,
             headers=headers,
             timeout=self._request_timeout(call),
         )
 
-    def _stream_headers(self, last_event_id: str | None = None) -> dict[str, str]:
+    def _build_stream(
+        self,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        read_timeout: float,
+        last_event_id: str | None = None,
+    ) -> httpx.Request:
+        """An SSE ``GET`` whose read timeout is the stream's heartbeat watchdog."""
         headers = dict(self._headers)
         headers["Accept"] = "text/event-stream"
         headers["Cache-Control"] = "no-store"
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
-        return headers
+        return self._http.build_request(
+            "GET",
+            self._url(path),
+            params=params,
+            headers=headers,
+            timeout=with_read(self.timeout, read_timeout),
+        )
 
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
         """Hook for tests: patch to zero to make retries instant."""

@@ -50,13 +50,20 @@ T = TypeVar("T")
 def _http_kwargs(
     base_url: str,
     timeout: httpx.Timeout,
+    transport: object,
     limits: httpx.Limits | None,
+    http_client: object,
 ) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"base_url": base_url, "timeout": timeout}
+    """Settings for the pool we build when the caller brings none."""
+    if http_client is not None and (transport is not None or limits is not None):
+        raise ValueError("configure transport/limits on your own http_client, not both")
+    kwargs: dict[str, Any] = {"timeout": timeout, "follow_redirects": False}
+    if transport is not None:
+        kwargs["transport"] = transport
     if limits is not None:
         kwargs["limits"] = limits
-    # Loading the CA bundle costs ~100 ms; a plain-HTTP pool never does TLS (we only send
-    # relative URLs under base_url and never follow redirects), so skip it there.
+    # Loading the CA bundle costs ~100 ms; a plain-HTTP pool never does TLS (every URL is
+    # under base_url and redirects are never followed), so skip it there.
     if base_url.startswith("http://"):
         kwargs["verify"] = False
     return kwargs
@@ -66,8 +73,9 @@ class Client(BaseClient):
     """Synchronous client on a pooled ``httpx.Client``.
 
     ``timeout`` is a float (all phases) or an ``httpx.Timeout`` with separate connect /
-    read / write / pool values; ``None`` disables it. ``transport`` injects an httpx
-    transport (tests, proxies); ``http_client`` a whole pre-built ``httpx.Client``.
+    read / write / pool values; ``None`` disables it. ``transport`` and ``limits`` shape the
+    pool the client builds; ``http_client`` is a pool of your own instead, used as it is
+    (every request carries an absolute URL and its own timeout) and never closed by us.
     """
 
     _http: httpx.Client
@@ -86,11 +94,9 @@ class Client(BaseClient):
     ) -> None:
         url = resolve_base_url(base_url)
         self._init_config(url, resolve_api_key(api_key), max_retries, to_timeout(timeout), headers)
-        if http_client is None:
-            kwargs = _http_kwargs(url, self.timeout, limits)
-            http_client = httpx.Client(transport=transport, follow_redirects=False, **kwargs)
-        self._http = http_client
-        self._owns_http = True
+        kwargs = _http_kwargs(url, self.timeout, transport, limits, http_client)
+        self._owns_http = http_client is None
+        self._http = httpx.Client(**kwargs) if http_client is None else http_client
 
     # -- resources (imported on first use)
 
@@ -145,35 +151,6 @@ class Client(BaseClient):
     def metrics_json(self) -> Metrics:
         return self._probes.metrics_json()
 
-    # -- configuration
-
-    def with_options(
-        self,
-        *,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-        api_key: str | NotGiven | None = NOT_GIVEN,
-        headers: Mapping[str, str] | None = None,
-    ) -> Self:
-        """A copy with other settings sharing this client's connection pool.
-
-        Closing the copy does not close the pool; close the original.
-        """
-        clone = self.__class__.__new__(self.__class__)
-        clone._init_config(
-            self.base_url,
-            self.api_key if isinstance(api_key, NotGiven) else api_key,
-            self.max_retries if isinstance(max_retries, NotGiven) else max_retries,
-            self.timeout if isinstance(timeout, NotGiven) else to_timeout(timeout),
-            {**self._extra_headers(), **(headers or {})},
-        )
-        clone._http = self._http
-        clone._owns_http = False
-        return clone
-
-    def _extra_headers(self) -> dict[str, str]:
-        return {k: v for k, v in self._headers.items() if k not in ("Authorization",)}
-
     # -- I/O
 
     def _send(self, call: Call) -> tuple[httpx.Response, int]:
@@ -181,7 +158,7 @@ class Client(BaseClient):
         retries = self._max_retries_for(call)
         attempt = 0
         while True:
-            request = self._build(self._http, call)
+            request = self._build(call)
             try:
                 response = self._http.send(request)
             except httpx.TransportError as exc:
@@ -242,11 +219,9 @@ class AsyncClient(BaseClient):
     ) -> None:
         url = resolve_base_url(base_url)
         self._init_config(url, resolve_api_key(api_key), max_retries, to_timeout(timeout), headers)
-        if http_client is None:
-            kwargs = _http_kwargs(url, self.timeout, limits)
-            http_client = httpx.AsyncClient(transport=transport, follow_redirects=False, **kwargs)
-        self._http = http_client
-        self._owns_http = True
+        kwargs = _http_kwargs(url, self.timeout, transport, limits, http_client)
+        self._owns_http = http_client is None
+        self._http = httpx.AsyncClient(**kwargs) if http_client is None else http_client
 
     @cached_property
     def topics(self) -> AsyncTopics:
@@ -296,36 +271,13 @@ class AsyncClient(BaseClient):
     async def metrics_json(self) -> Metrics:
         return await self._probes.metrics_json()
 
-    def with_options(
-        self,
-        *,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-        api_key: str | NotGiven | None = NOT_GIVEN,
-        headers: Mapping[str, str] | None = None,
-    ) -> Self:
-        clone = self.__class__.__new__(self.__class__)
-        clone._init_config(
-            self.base_url,
-            self.api_key if isinstance(api_key, NotGiven) else api_key,
-            self.max_retries if isinstance(max_retries, NotGiven) else max_retries,
-            self.timeout if isinstance(timeout, NotGiven) else to_timeout(timeout),
-            {**self._extra_headers(), **(headers or {})},
-        )
-        clone._http = self._http
-        clone._owns_http = False
-        return clone
-
-    def _extra_headers(self) -> dict[str, str]:
-        return {k: v for k, v in self._headers.items() if k not in ("Authorization",)}
-
     async def _send(self, call: Call) -> tuple[httpx.Response, int]:
         import anyio
 
         retries = self._max_retries_for(call)
         attempt = 0
         while True:
-            request = self._build(self._http, call)
+            request = self._build(call)
             try:
                 response = await self._http.send(request)
             except httpx.TransportError as exc:

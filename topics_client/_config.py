@@ -16,10 +16,18 @@ from collections.abc import Mapping
 from typing import Final, Literal, TypeVar
 
 __all__ = [
+    "BASE_URL_ENV",
+    "DEFAULT_BACKOFF_BASE_MS",
+    "DEFAULT_BACKOFF_MAX_MS",
     "DEFAULT_BASE_URL",
+    "DEFAULT_FOLLOW_WAIT_MS",
     "DEFAULT_MAX_RETRIES",
+    "DEFAULT_REPLAY_LIMIT",
+    "MAX_WAIT_MS",
     "NOT_GIVEN",
     "NotGiven",
+    "backoff_ms",
+    "normalize_base_url",
     "resolve_api_key",
     "resolve_base_url",
 ]
@@ -50,6 +58,14 @@ WATCHDOG_SLACK: Final = 5.0
 # Consecutive failed reconnects before a stream gives up with the client's own error.
 DEFAULT_MAX_RECONNECTS: Final = 8
 WORK_HEARTBEAT_MS: Final = 15_000
+# Replay paging: records per diff page (the server's maximum) and a follow's long-poll.
+DEFAULT_REPLAY_LIMIT: Final = 1000
+DEFAULT_FOLLOW_WAIT_MS: Final = 30_000
+# Nack delay after a failed delivery: base × 2^(deliveries-1), at most max (SPEC §10.1).
+DEFAULT_BACKOFF_BASE_MS: Final = 1000
+DEFAULT_BACKOFF_MAX_MS: Final = 60_000
+# Environment variables naming the server, first set wins (after an explicit argument).
+BASE_URL_ENV: Final = ("TOPICS_URL", "TOPICS")
 
 
 class NotGiven:
@@ -76,22 +92,33 @@ def given(value: T | NotGiven, default: T) -> T:
     return default if isinstance(value, NotGiven) else value
 
 
-def _with_scheme(url: str) -> str:
+def normalize_base_url(url: str) -> str:
+    """``host:port`` → ``http://host:port``; surrounding blanks and trailing ``/`` dropped."""
     url = url.strip()
     if "://" not in url:
         url = "http://" + url
     return url.rstrip("/")
 
 
-def resolve_base_url(base_url: str | None, env: Mapping[str, str] | None = None) -> str:
-    """Argument, else ``TOPICS_URL``, else ``TOPICS``, else ``http://127.0.0.1:4000``.
+def resolve_base_url(
+    base_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    fallback: str | None = None,
+) -> str:
+    """The server URL: the argument, else ``TOPICS_URL``, else ``TOPICS``, else
+    ``fallback`` (e.g. a CLI profile's url), else ``http://127.0.0.1:4000``.
 
-    A value without a scheme (``host:port``) is taken as plain HTTP.
+    Blank values count as unset; a value without a scheme (``host:port``) is plain HTTP.
+    ``env`` defaults to ``os.environ``. The one rule the client and the CLI share::
+
+        resolve_base_url()                                 # what Client() connects to
+        resolve_base_url(flag, fallback=profile.get("url"))
     """
     env = os.environ if env is None else env
-    for candidate in (base_url, env.get("TOPICS_URL"), env.get("TOPICS")):
+    for candidate in (base_url, *(env.get(name) for name in BASE_URL_ENV), fallback):
         if candidate and candidate.strip():
-            return _with_scheme(candidate)
+            return normalize_base_url(candidate)
     return DEFAULT_BASE_URL
 
 
@@ -101,6 +128,16 @@ def resolve_api_key(api_key: str | None, env: Mapping[str, str] | None = None) -
     key = api_key if api_key is not None else env.get("TOPICS_API_KEY")
     key = key.strip() if key else None
     return key or None
+
+
+def backoff_ms(
+    deliveries: int,
+    base_ms: int = DEFAULT_BACKOFF_BASE_MS,
+    max_ms: int = DEFAULT_BACKOFF_MAX_MS,
+) -> int:
+    """Nack delay after a failed delivery: ``base × 2^(deliveries-1)``, at most ``max``."""
+    exponent = min(max(deliveries - 1, 0), 32)  # 2^32 × any base is past any sane max
+    return int(min(max_ms, base_ms * (2**exponent)))
 
 
 def clamp_heartbeat_ms(heartbeat_ms: int) -> int:

@@ -16,8 +16,10 @@ is always the cursor to resume from after what has been handed out so far. Gap p
 before the gap) or a callback ``on_gap(gap)``.
 
 The paging decisions live in :class:`ReplayState` and the time seek in :func:`seek_flow`
-(a generator the sync and async drivers feed with probe results), so only I/O is
-duplicated.
+(a generator the sync and async drivers feed with probe results) and
+:func:`evicted_into_window`, so only I/O is duplicated. ``replay(since=T)`` asks for
+everything since ``T``: records evicted before they could be read come back as a ``Gap``
+whenever they may be from that window.
 """
 
 from __future__ import annotations
@@ -26,17 +28,24 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._config import DEFAULT_FOLLOW_WAIT_MS, DEFAULT_REPLAY_LIMIT
 from ._exceptions import GapError
 from ._models.records import DiffResult, Gap, Record
 
 if TYPE_CHECKING:
     from .resources.topics import AsyncTopics, Topics
 
-__all__ = ["AsyncReplay", "GapPolicy", "Replay", "ReplayBatch", "ReplayState", "seek_flow"]
+__all__ = [
+    "AsyncReplay",
+    "GapPolicy",
+    "Replay",
+    "ReplayBatch",
+    "ReplayState",
+    "evicted_into_window",
+    "seek_flow",
+]
 
 GapPolicy = Literal["yield", "raise"] | Callable[[Gap], None]
-DEFAULT_REPLAY_LIMIT = 1000  # keep in step with resources/topics.py
-DEFAULT_FOLLOW_WAIT_MS = 30_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +84,12 @@ class ReplayState:
         self.wait_ms = wait_ms
         self.on_gap = on_gap
         self.done = until_seq is not None and from_seq >= until_seq
+
+    def restart(self, cursor: int) -> int:
+        """Start from ``cursor`` instead (the result of a time seek); returns it."""
+        self.cursor = cursor
+        self.done = self.until_seq is not None and cursor >= self.until_seq
+        return cursor
 
     def request(self) -> dict[str, Any]:
         limit = self.limit
@@ -129,6 +144,19 @@ def seek_flow(
     return lo
 
 
+def evicted_into_window(first: DiffResult, cursor: int) -> bool:
+    """Whether records evicted below the live log may lie inside a time seek's window.
+
+    ``first`` is the read at ``from_seq=0``; its tombstone says records below the live log
+    were lost involuntarily (cap, TTL, source trim). Their times are gone with them, so
+    when the seek found no live record older than ``since`` (``cursor`` is the bottom of
+    the live log) nothing shows they were older: the replay must start at ``0`` so its
+    first read reports them as a :class:`~topics_client.Gap`. A seek that found an older
+    live record proves every evicted one older too (``$ts`` never decreases with ``$seq``).
+    """
+    return first.tombstone is not None and cursor <= max(0, first.earliest_seq - 1)
+
+
 def _diff_options(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
@@ -163,15 +191,7 @@ class Replay:
         if self._since_ms is None:
             return
         since, self._since_ms = self._since_ms, None
-        first = self._topics.diff(self.topic, from_seq=0, limit=1, include_meta=False)
-        flow = seek_flow(since, first.earliest_seq, first.head_seq)
-        try:
-            cursor = next(flow)
-            while True:
-                probe = self._topics.diff(self.topic, from_seq=cursor, limit=1, include_meta=False)
-                cursor = flow.send(probe.records[0] if probe.records else None)
-        except StopIteration as stop:
-            self._state.cursor = self._position = stop.value
+        self._position = self._state.restart(self._topics.seek(self.topic, since))
 
     def batches(self) -> Iterator[ReplayBatch]:
         self._seek()
@@ -224,17 +244,7 @@ class AsyncReplay:
         if self._since_ms is None:
             return
         since, self._since_ms = self._since_ms, None
-        first = await self._topics.diff(self.topic, from_seq=0, limit=1, include_meta=False)
-        flow = seek_flow(since, first.earliest_seq, first.head_seq)
-        try:
-            cursor = next(flow)
-            while True:
-                probe = await self._topics.diff(
-                    self.topic, from_seq=cursor, limit=1, include_meta=False
-                )
-                cursor = flow.send(probe.records[0] if probe.records else None)
-        except StopIteration as stop:
-            self._state.cursor = self._position = stop.value
+        self._position = self._state.restart(await self._topics.seek(self.topic, since))
 
     async def batches(self) -> AsyncIterator[ReplayBatch]:
         await self._seek()

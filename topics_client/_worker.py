@@ -36,12 +36,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ._base import connection_error, error_from_response, path, with_read
-from ._config import DEFAULT_MAX_RECONNECTS, WATCHDOG_SLACK, WORK_HEARTBEAT_MS
-from ._exceptions import APIConnectionError, StreamError
+from ._base import path
+from ._config import (
+    DEFAULT_BACKOFF_BASE_MS,
+    DEFAULT_BACKOFF_MAX_MS,
+    DEFAULT_MAX_RECONNECTS,
+    backoff_ms,
+)
+from ._exceptions import StreamError
 from ._http import httpx
 from ._models.queues import Job
-from ._sse import decode_error_frame, decode_job_frame
+from .resources._streaming import aiter_stream, iter_stream
+from .resources.queues import work_spec
 
 if TYPE_CHECKING:
     from ._client import AsyncClient, Client
@@ -51,12 +57,6 @@ __all__ = ["AsyncWorker", "Worker", "WorkerStats", "backoff_ms"]
 logger = logging.getLogger("topics_client.worker")
 
 MAX_SETTLE = 1000  # seqs per ack/nack/extend (SPEC §10.3)
-
-
-def backoff_ms(deliveries: int, base_ms: int, max_ms: int) -> int:
-    """Nack delay after a failed delivery: ``base × 2^(deliveries-1)``, at most ``max``."""
-    exponent = min(max(deliveries - 1, 0), 32)
-    return int(min(max_ms, base_ms * (2**exponent)))
 
 
 def default_node() -> str:
@@ -152,6 +152,17 @@ class _InFlight:
             return list(self._jobs.values())
 
 
+def _wake(response: httpx.Response | None) -> None:
+    """Unblock a thread reading ``response`` by shutting its socket down."""
+    if response is None:
+        return
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 # ---------------------------------------------------------------------------- sync
 
 
@@ -170,8 +181,8 @@ class Worker:
         lease_ms: int | None = None,
         stream: bool = False,
         poll_interval: float = 0.5,
-        backoff_base_ms: int = 1000,
-        backoff_max_ms: int = 60_000,
+        backoff_base_ms: int = DEFAULT_BACKOFF_BASE_MS,
+        backoff_max_ms: int = DEFAULT_BACKOFF_MAX_MS,
         max_reconnects: int = DEFAULT_MAX_RECONNECTS,
     ) -> None:
         self.client = client
@@ -192,7 +203,6 @@ class Worker:
         self._stop = threading.Event()
         self._finished = threading.Event()  # ends the heartbeat once everything settled
         self._inflight = _InFlight()
-        self._response: httpx.Response | None = None
         self._stats_lock = threading.Lock()
 
     @property
@@ -323,8 +333,15 @@ class Worker:
         :meth:`stop` wakes the reader by shutting its socket down once running handlers
         have settled; the server then releases every lease still held by the stream.
         """
+        opts = self.options
+        # Set once the stop is requested *and* running handlers have settled: closing the
+        # stream earlier would release leases whose acks are still on their way.
+        closing = threading.Event()
+        spec = work_spec(
+            opts.topic, opts.node, opts.concurrency, lease_ms, self.max_reconnects, closing.is_set
+        )
         running: set[Future[None]] = set()
-        lock = threading.Lock()
+        lock = threading.Lock()  # a job is either submitted before the stop or released
 
         def done(future: Future[None]) -> None:
             with lock:
@@ -339,18 +356,23 @@ class Worker:
                     pending = list(running)
                 for future in pending:
                     future.exception()
-            self._close_response()
+            closing.set()
+            _wake(spec.response)
 
         watcher = threading.Thread(target=closer, daemon=True)
         watcher.start()
         try:
-            for job in self._stream_jobs(lease_ms):
-                if self._stop.is_set():
-                    continue  # released when the stream closes
-                self._count("claimed", 1)
-                self._inflight.add([job])
-                future = pool.submit(self._one, job)
+            for event in iter_stream(self.client, spec, sleep=closing.wait):
+                if not isinstance(event, Job):
+                    if event.terminal:
+                        raise StreamError(f"/work stream ended: {event.message}")
+                    continue
                 with lock:
+                    if self._stop.is_set():
+                        continue  # released when the stream closes
+                    self._count("claimed", 1)
+                    self._inflight.add([event])
+                    future = pool.submit(self._one, event)
                     running.add(future)
                 future.add_done_callback(done)
         finally:
@@ -363,62 +385,6 @@ class Worker:
             self._settle(_Settlement(ok=[job]) if ok else _Settlement(failed=[job]))
         finally:
             self._inflight.discard([job])
-
-    def _close_response(self) -> None:
-        response = self._response
-        if response is None:
-            return
-        stream = response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def _stream_jobs(self, lease_ms: int) -> Iterable[Job]:
-        from httpx_sse import EventSource, SSEError
-
-        client = self.client
-        opts = self.options
-        read = 2 * WORK_HEARTBEAT_MS / 1000.0 + WATCHDOG_SLACK
-        failures = 0
-        while not self._stop.is_set():
-            request = client._http.build_request(
-                "GET",
-                path("topics", opts.topic, "work"),
-                params=opts.work_params(lease_ms),
-                headers=client._stream_headers(),
-                timeout=with_read(client.timeout, read),
-            )
-            try:
-                response = client._http.send(request, stream=True)
-                self._response = response
-                try:
-                    if not response.is_success:
-                        response.read()
-                        raise error_from_response(response)
-                    for sse in EventSource(response).iter_sse():
-                        if sse.event == "job":
-                            failures = 0
-                            yield decode_job_frame(sse.data)
-                        elif sse.event == "error":
-                            error = decode_error_frame(sse.data)
-                            if error.code != "server_shutting_down" and error.terminal:
-                                raise StreamError(f"/work stream ended: {error.message}")
-                            break
-                finally:
-                    self._response = None
-                    response.close()
-            except (httpx.TransportError, SSEError) as exc:
-                if self._stop.is_set():
-                    return
-                if failures >= self.max_reconnects:
-                    if isinstance(exc, httpx.TransportError):
-                        raise connection_error(exc, request) from exc
-                    raise APIConnectionError(f"stream broke: {exc}", request=request) from exc
-            if self._stop.is_set():
-                return
-            failures += 1
-            self._stop.wait(client._retry_delay(failures - 1, None))
 
     def __enter__(self) -> Worker:
         return self
@@ -445,8 +411,8 @@ class AsyncWorker:
         lease_ms: int | None = None,
         stream: bool = False,
         poll_interval: float = 0.5,
-        backoff_base_ms: int = 1000,
-        backoff_max_ms: int = 60_000,
+        backoff_base_ms: int = DEFAULT_BACKOFF_BASE_MS,
+        backoff_max_ms: int = DEFAULT_BACKOFF_MAX_MS,
         max_reconnects: int = DEFAULT_MAX_RECONNECTS,
     ) -> None:
         self.client = client
@@ -594,32 +560,21 @@ class AsyncWorker:
 
         async def read() -> None:
             opts = self.options
-            failures = 0
-            while not self._stop.is_set():
-                stream = self.client.queues.work(
-                    opts.topic,
-                    node=opts.node,
-                    max=opts.concurrency,
-                    lease_ms=lease_ms,
-                    max_reconnects=self.max_reconnects,
-                )
-                async with stream:
-                    async for event in stream:
-                        if not isinstance(event, Job):
-                            if event.terminal and event.code != "server_shutting_down":
-                                raise StreamError(f"/work stream ended: {event.message}")
-                            continue
-                        failures = 0
-                        if self._stop.is_set():
-                            continue  # released when the stream closes
-                        self.stats.claimed += 1
-                        self._inflight.add([event])
-                        task = asyncio.create_task(one(event))
-                        running.add(task)
-                        task.add_done_callback(running.discard)
-                # the server is restarting: come back after a backoff
-                failures += 1
-                await self._sleep(self.client._retry_delay(failures - 1, None))
+            # No stop predicate: the stream stays open until running handlers have
+            # settled, then this task is cancelled (which closes it).
+            spec = work_spec(opts.topic, opts.node, opts.concurrency, lease_ms, self.max_reconnects)
+            async for event in aiter_stream(self.client, spec, sleep=self._sleep):
+                if not isinstance(event, Job):
+                    if event.terminal:
+                        raise StreamError(f"/work stream ended: {event.message}")
+                    continue
+                if self._stop.is_set():
+                    continue  # released when the stream closes
+                self.stats.claimed += 1
+                self._inflight.add([event])
+                task = asyncio.create_task(one(event))
+                running.add(task)
+                task.add_done_callback(running.discard)
 
         reader = asyncio.create_task(read())
         stopper = asyncio.create_task(self._stop.wait())

@@ -7,9 +7,20 @@ import sys
 
 import httpx
 import pytest
+import respx
 
-from topics_client import NOT_GIVEN, Client
-from topics_client._config import resolve_api_key, resolve_base_url
+from topics_client import (
+    BASE_URL_ENV,
+    DEFAULT_BACKOFF_MAX_MS,
+    DEFAULT_BASE_URL,
+    NOT_GIVEN,
+    TOPIC_CONFIG_FIELDS,
+    Client,
+    TopicConfig,
+    backoff_ms,
+    resolve_api_key,
+    resolve_base_url,
+)
 
 
 def test_base_url_resolution_order() -> None:
@@ -23,12 +34,14 @@ def test_base_url_resolution_order() -> None:
 
 
 def test_env_used_by_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOPICS_URL", "http://env-host:4321")
+    monkeypatch.setenv("TOPICS_URL", "env-host:4321/")
     monkeypatch.setenv("TOPICS_API_KEY", "from-env")
-    with Client() as client:
+    health = {"status": "ok", "version": "x", "uptime_ms": 1}
+    with respx.mock(assert_all_called=True) as mock, Client() as client:
+        route = mock.get("http://env-host:4321/v0/health").respond(json=health)
         assert client.base_url == "http://env-host:4321"
-        assert client._headers["Authorization"] == "Bearer from-env"
-        assert str(client._http.base_url) == "http://env-host:4321"
+        assert client.health().status == "ok"
+    assert route.calls.last.request.headers["authorization"] == "Bearer from-env"
 
 
 def test_timeouts_and_not_given() -> None:
@@ -85,3 +98,29 @@ def test_public_names_report_package_module() -> None:
             assert value.__module__ == "topics_client", name
     with pytest.raises(AttributeError):
         topics_client.Nope  # noqa: B018
+
+
+def test_base_url_fallback_and_env_names() -> None:
+    """The one URL rule the CLI shares: argument > TOPICS_URL > TOPICS > fallback > default."""
+    assert BASE_URL_ENV == ("TOPICS_URL", "TOPICS")
+    assert resolve_base_url(None, {"TOPICS": " "}, fallback="p:7/") == "http://p:7"
+    assert resolve_base_url(None, {"TOPICS": "e:1"}, fallback="p:7") == "http://e:1"
+    assert resolve_base_url("https://f", {"TOPICS_URL": "e:1"}, fallback="p:7") == "https://f"
+    assert resolve_base_url(None, {}, fallback="  ") == DEFAULT_BASE_URL
+
+
+def test_topic_config_fields_have_one_definition() -> None:
+    """``TopicConfig`` defines the fields; the name tuple and the typed ``put`` keywords
+    (``ConfigParams``) follow it, in SPEC order."""
+    from topics_client.resources.topics import ConfigParams
+
+    assert TOPIC_CONFIG_FIELDS[:3] == ("type", "ttl_ms", "cap_records")
+    assert tuple(ConfigParams.__annotations__) == TOPIC_CONFIG_FIELDS
+    wire = TopicConfig().to_wire()
+    assert set(wire) == set(TOPIC_CONFIG_FIELDS) - {"durable"}
+
+
+def test_backoff_ms_is_shared_and_capped() -> None:
+    assert [backoff_ms(n) for n in (0, 1, 2, 3)] == [1000, 1000, 2000, 4000]
+    assert backoff_ms(10_000) == DEFAULT_BACKOFF_MAX_MS
+    assert backoff_ms(3, 10, 25) == 25

@@ -38,6 +38,7 @@ from topics_client import (
     RouterNotFoundError,
     ServiceUnavailableError,
     TopicDeletedEvent,
+    TopicNotFoundError,
     WatchEvent,
     load_checkpoint,
     save_checkpoint,
@@ -408,6 +409,20 @@ def test_watch_topic_deleted(mode: Mode, client: Client, base_url: str) -> None:
 
     ended = watch(mode, base_url, [only], on_event=delete_when_caught_up, until=lambda w: False)
     assert ended.ended and isinstance(ended.events[-1], TopicDeletedEvent)
+
+
+def test_watch_on_a_missing_topic_raises(api: Facade) -> None:
+    """Start positions are not a session: a first POST naming a missing topic raises,
+    whether the position is given, ``None`` (tail) or beside a topic that exists."""
+    present, missing = uid("present"), uid("missing")
+    api.topics.append(present, 1)
+    for starts in ({missing: 0}, {missing: None}, {present: 0, missing: 3}):
+        with pytest.raises(TopicNotFoundError) as info:
+            api.watch.stream(starts)
+        assert info.value.detail.get("topic") == missing
+    # lenient=True is the opt-in: the missing topic is reported and dropped
+    events = api.watch.stream({missing: 0}, lenient=True)
+    assert [(e.topic, e.reason) for e in events] == [(missing, "not_found")]
 
 
 @MODES

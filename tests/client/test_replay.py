@@ -11,6 +11,7 @@ import anyio
 import httpx
 import orjson
 import pytest
+import respx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -227,3 +228,57 @@ def test_async_replay_batches_and_seek(base_url: str, topic: str) -> None:
             return batches, seqs
 
     assert anyio.run(main) == ([4, 8, 9], [1, 2, 3])
+
+
+def test_since_before_evicted_records_reports_the_gap(api: Facade, topic: str) -> None:
+    """``replay(since=T)`` asks for everything since T: records evicted before they could
+    be read come back as a Gap, never as a silent start at the earliest live record."""
+    api.topics.put(topic, cap_records=3)
+    api.topics.write(topic, [{"data": "t0"}, {"data": "t0"}])  # seqs 1-2, evicted below
+    t0 = api.topics.diff(topic).records[0].ts
+    _tick(t0)
+    api.topics.append(topic, "t1")  # seq 3
+    t1 = api.topics.diff(topic, from_seq=2).records[0].ts
+    _tick(t1)
+    api.topics.write(topic, [{"data": "t2"}, {"data": "t2"}])  # seqs 4-5: 1-2 evicted
+    t2 = api.topics.diff(topic, from_seq=4).records[0].ts
+    assert t0 < t1 < t2
+
+    items = api.topics.replay(topic, since=t0)
+    gap = items[0]
+    assert isinstance(gap, Gap) and (gap.gap_from, gap.gap_to, gap.reason) == (1, 2, "cap")
+    assert [r.seq for r in items[1:]] == [3, 4, 5]
+    assert api.topics.seek(topic, t0) == 0
+    # A live record older than T proves every evicted one older too: no gap.
+    assert [r.seq for r in api.topics.replay(topic, since=t2)] == [4, 5]
+    assert api.topics.seek(topic, t2) == 3
+
+
+@pytest.mark.parametrize("last_write_ts,cursor", [(1_000, 5), (5_000, 0), (None, 0)])
+def test_seek_on_a_fully_evicted_topic(last_write_ts: int | None, cursor: int) -> None:
+    """Nothing live (all five records expired): only the last write's time can show that
+    nothing since T was lost. Injected with respx: a TTL this short is a timing race."""
+    tomb = {"gap_from": 1, "gap_to": 5, "reason": "ttl", "earliest_seq": 6, "head_seq": 5}
+    diff = {
+        "topic": "t",
+        "records": [],
+        "next_from_seq": 5,
+        "head_seq": 5,
+        "earliest_seq": 6,
+        "caught_up": True,
+        "tombstone": tomb,
+        "lag": 0,
+    }
+    state = {
+        "topic": "t",
+        "head_seq": 5,
+        "earliest_seq": 6,
+        "count": 0,
+        "bytes": 0,
+        "config": {},
+        "last_write_ts": last_write_ts,
+    }
+    with respx.mock(base_url="http://h") as mock, Client("http://h") as client:
+        mock.post("/v0/topics/t/diff").respond(json=diff)
+        mock.get("/v0/topics/t").respond(json=state)
+        assert client.topics.seek("t", 2_000) == cursor

@@ -186,7 +186,8 @@ def test_work_stream_reconnects_and_ends_on_error_frame() -> None:
 
 
 @pytest.mark.anyio
-async def test_async_routers_queues_parity() -> None:
+async def test_async_routers_queues_parity(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(BaseClient, "_retry_delay", lambda self, attempt, retry_after: 0.0)
     rec = Recorder(
         {
             ("GET", "/v0/routers/a-%3Eb"): {**ROUTER, "forwarded_total": 7},
@@ -210,10 +211,13 @@ async def test_async_routers_queues_parity() -> None:
                     frame("error", {"code": "server_shutting_down", "message": "x"}),
                 ],
                 None,
-            )
+            ),
+            ([frame("error", {"code": 409, "error": "no longer a queue"})], None),
         ]
     async with AsyncClient(
         "http://h", transport=httpx.MockTransport(_work_handler(conns, seen))
     ) as c2:
         events = [e async for e in c2.queues.work("q", node="w")]
+    # A draining server's shutdown frame is not an event: the stream comes back.
     assert isinstance(events[0], Job) and isinstance(events[1], StreamErrorEvent)
+    assert events[1].code == 409 and len(events) == 2 and len(seen) == 2

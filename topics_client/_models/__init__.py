@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .records import DiffResult, Gap, Record, Tombstone, parse_record, parse_records
     from .routers import Router, RouterDeleteResult, RouterPage, RouterSummary
     from .topics import (
+        TOPIC_CONFIG_FIELDS,
         QueueCounters,
         TopicConfig,
         TopicDeleteResult,
@@ -37,6 +38,7 @@ _AREAS = {
     "records": ("DiffResult", "Gap", "Record", "Tombstone", "parse_record", "parse_records"),
     "writes": ("DeleteRecordsResult", "NewRecord", "WriteResult"),
     "topics": (
+        "TOPIC_CONFIG_FIELDS",
         "QueueCounters",
         "TopicConfig",
         "TopicDeleteResult",
@@ -66,6 +68,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "TOPIC_CONFIG_FIELDS",
     "AckResult",
     "ClaimResult",
     "DeleteRecordsResult",

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from ._common import Extra, _extra, _perf
 
 __all__ = [
+    "TOPIC_CONFIG_FIELDS",
     "QueueCounters",
     "TopicConfig",
     "TopicDeleteResult",
@@ -54,7 +55,12 @@ class TopicConfig:
         return out
 
 
-_CONFIG_FIELDS = frozenset(f for f in TopicConfig.__dataclass_fields__ if f != "extra")
+TOPIC_CONFIG_FIELDS: tuple[str, ...] = tuple(
+    name for name in TopicConfig.__dataclass_fields__ if name != "extra"
+)
+"""The topic config field names in SPEC §1 order; :class:`TopicConfig` is their one
+definition (types and defaults), this is it for code that needs only the names."""
+_CONFIG_FIELDS = frozenset(TOPIC_CONFIG_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,20 @@
-"""Reconnecting SSE loops shared by watch and ``/work`` streams (sync and async).
+"""The one reconnecting SSE loop, used by watch streams, ``/work`` streams and both workers.
 
-A :class:`StreamSpec` says what to open next and how to read frames; the loops do I/O only:
-open the stream with a heartbeat watchdog as read timeout (a quiet but healthy stream sends
-a heartbeat at least every ``heartbeat_ms``, so ``2 × heartbeat_ms + slack`` of silence
-means the connection is dead), feed complete frames to the spec, and on a dropped or
-silent connection reconnect with backoff. Transport errors never escape: after
-``max_reconnects`` consecutive failures the client's :class:`APIConnectionError` is raised.
+A :class:`StreamSpec` says what to open next and how to read frames; :class:`Reconnects`
+decides, without I/O, what each way a connection can end means: go on after a backoff
+(``Retry-After`` when the server sent one) or give up. A connection may end because
+
+- it dropped or went silent (a transport error; the read timeout is the heartbeat
+  watchdog, ``2 × heartbeat_ms + slack``, since a healthy stream is never quieter),
+- the server closed it (a shutdown frame, a restart),
+- the ``GET`` was refused: ``429``/``503`` mean "come back later", ``404`` means the stream
+  is gone (a watch re-creates its session, ``/work`` raises), anything else is raised,
+- the spec is finished (terminal error frame, every topic gone, the worker stopping).
+
+Any event handed to the caller resets the count; after ``max_reconnects`` consecutive
+failures the last one is raised as the client's own exception (transport errors as
+:class:`APIConnectionError`). :func:`iter_stream` and :func:`aiter_stream` are the same
+loop line for line; only the waits and the reads differ.
 """
 
 from __future__ import annotations
@@ -17,14 +26,15 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from httpx_sse import EventSource, SSEError
 
-from .._base import connection_error, error_from_response, with_read
-from .._exceptions import APIConnectionError, APIError, NotFoundError, StreamError, TopicsError
+from .._base import connection_error, error_from_response
+from .._exceptions import APIConnectionError, APIError, NotFoundError, StreamError
 from .._http import httpx
 
 if TYPE_CHECKING:
+    from .._base import BaseClient
     from .._client import AsyncClient, Client
 
-__all__ = ["StreamSpec", "StreamTarget", "aiter_stream", "iter_stream"]
+__all__ = ["Reconnects", "StreamSpec", "StreamTarget", "aiter_stream", "iter_stream"]
 
 E = TypeVar("E", covariant=True)
 
@@ -45,7 +55,7 @@ class StreamSpec(Protocol, Generic[E]):
     def feed(self, event: str, data: str, event_id: str) -> E | None: ...
 
     def finished(self) -> bool:
-        """True once the stream must end (terminal error frame, every topic gone)."""
+        """True once the stream must end (terminal error frame, every topic gone, stop)."""
         ...
 
     def lost(self, error: NotFoundError) -> None:
@@ -56,15 +66,60 @@ class StreamSpec(Protocol, Generic[E]):
         """Events produced outside the stream (by ``prepare``), to yield first."""
         ...
 
+    def connected(self, response: httpx.Response | None) -> None:
+        """The open stream response (``None`` once it is closed), for a stop that must
+        wake a blocked reader."""
+        ...
 
-def _request(client: Client | AsyncClient, target: StreamTarget) -> httpx.Request:
-    return client._http.build_request(
-        "GET",
-        target.path,
-        params=target.params,
-        headers=client._stream_headers(target.last_event_id),
-        timeout=with_read(client.timeout, target.read_timeout),
-    )
+
+class Reconnects:
+    """Consecutive-failure budget of one stream: each method returns the seconds to wait
+    before the next attempt, or raises once ``max_reconnects`` failures in a row are spent.
+    """
+
+    def __init__(self, client: BaseClient, max_reconnects: int) -> None:
+        self._client = client
+        self.max_reconnects = max_reconnects
+        self.failures = 0
+
+    def reset(self) -> None:
+        self.failures = 0
+
+    def _next(self, error: Exception, retry_after: float | None = None) -> float:
+        if self.failures >= self.max_reconnects:
+            raise error
+        self.failures += 1
+        return self._client._retry_delay(self.failures - 1, retry_after)
+
+    def prepare_failed(self, exc: APIConnectionError | APIError) -> float:
+        """A failed set-up call (a watch's session POST) while the server is away (down,
+        restarting, recovering, throttling) is a failed reconnect; anything else raises."""
+        if isinstance(exc, APIError) and exc.status not in (429, 503):
+            raise exc
+        return self._next(exc, exc.retry_after if isinstance(exc, APIError) else None)
+
+    def refused(self, error: APIError, spec: StreamSpec[object]) -> float:
+        """The stream ``GET`` answered an error status."""
+        if isinstance(error, NotFoundError):
+            spec.lost(error)  # a watch forgets its session; /work re-raises
+        elif error.status not in (429, 503):
+            raise error
+        return self._next(error, error.retry_after)
+
+    def ended(self, request: httpx.Request) -> float:
+        """The server closed a healthy stream (shutdown frame, restart)."""
+        return self._next(APIConnectionError("the server closed the stream", request=request))
+
+    def broke(self, exc: httpx.TransportError | SSEError, request: httpx.Request) -> float:
+        """The connection dropped, went silent or sent something that is not SSE."""
+        if isinstance(exc, httpx.TransportError):
+            error: APIConnectionError = connection_error(exc, request)
+        else:
+            error = APIConnectionError(f"stream broke: {exc}", request=request)
+        try:
+            return self._next(error)
+        except APIConnectionError as raised:
+            raise raised from exc
 
 
 def _check(response: httpx.Response) -> None:
@@ -73,117 +128,104 @@ def _check(response: httpx.Response) -> None:
         raise StreamError(f"expected text/event-stream, got {content_type!r}")
 
 
-def _prepare_failed(exc: TopicsError, failures: int, max_reconnects: int) -> float | None:
-    """A failed ``prepare`` (session re-POST) while the server is away (down, restarting,
-    recovering, throttling) counts as one failed reconnect; anything else is raised."""
-    if failures >= max_reconnects:
-        raise exc
-    if isinstance(exc, APIConnectionError):
-        return None
-    if isinstance(exc, APIError) and exc.status in (429, 503):
-        return exc.retry_after
-    raise exc
+def _request(client: BaseClient, spec: StreamSpec[object]) -> httpx.Request:
+    target = spec.target()
+    return client._build_stream(
+        target.path, target.params, target.read_timeout, target.last_event_id
+    )
 
 
 def iter_stream(
-    client: Client, spec: StreamSpec[E], prepare: Callable[[], None] | None = None
+    client: Client,
+    spec: StreamSpec[E],
+    prepare: Callable[[], None] | None = None,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> Iterator[E]:
-    """``prepare`` runs before each connection attempt (a watch creates its session there)."""
-    failures = 0
+    """``prepare`` runs before each connection attempt (a watch creates its session
+    there); ``sleep`` waits between attempts (a worker's wakes up on stop)."""
+    budget = Reconnects(client, spec.max_reconnects)
     while not spec.finished():
-        retry_after: float | None = None
         if prepare is not None:
             try:
                 prepare()
             except (APIConnectionError, APIError) as exc:
-                retry_after = _prepare_failed(exc, failures, spec.max_reconnects)
-                failures += 1
-                time.sleep(client._retry_delay(failures - 1, retry_after))
+                sleep(budget.prepare_failed(exc))
                 continue
             yield from spec.take_pending()
             if spec.finished():
                 return
-        request = _request(client, spec.target())
+        request = _request(client, spec)
         try:
             response = client._http.send(request, stream=True)
+            spec.connected(response)
             try:
                 if response.is_success:
                     _check(response)
                     for sse in EventSource(response).iter_sse():
                         item = spec.feed(sse.event, sse.data, sse.id)
                         if item is not None:
-                            failures = 0
+                            budget.reset()
                             yield item
                         if spec.finished():
                             return
+                    delay = None if spec.finished() else budget.ended(request)
                 else:
                     response.read()
-                    error = error_from_response(response)
-                    if isinstance(error, NotFoundError):
-                        spec.lost(error)
-                    elif error.status not in (429, 503) or failures >= spec.max_reconnects:
-                        raise error
-                    retry_after = error.retry_after
+                    delay = budget.refused(error_from_response(response), spec)
             finally:
+                spec.connected(None)
                 response.close()
         except (httpx.TransportError, SSEError) as exc:
-            if failures >= spec.max_reconnects:
-                if isinstance(exc, httpx.TransportError):
-                    raise connection_error(exc, request) from exc
-                raise APIConnectionError(f"stream broke: {exc}", request=request) from exc
-        failures += 1
-        time.sleep(client._retry_delay(failures - 1, retry_after))
+            delay = None if spec.finished() else budget.broke(exc, request)
+        if delay is not None:
+            sleep(delay)
 
 
 async def aiter_stream(
     client: AsyncClient,
     spec: StreamSpec[E],
     prepare: Callable[[], Awaitable[None]] | None = None,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
 ) -> AsyncIterator[E]:
-    import anyio
+    """Async twin of :func:`iter_stream` (``sleep`` defaults to ``anyio.sleep``)."""
+    if sleep is None:
+        import anyio
 
-    failures = 0
+        sleep = anyio.sleep
+    budget = Reconnects(client, spec.max_reconnects)
     while not spec.finished():
-        retry_after: float | None = None
         if prepare is not None:
             try:
                 await prepare()
             except (APIConnectionError, APIError) as exc:
-                retry_after = _prepare_failed(exc, failures, spec.max_reconnects)
-                failures += 1
-                await anyio.sleep(client._retry_delay(failures - 1, retry_after))
+                await sleep(budget.prepare_failed(exc))
                 continue
             for pending in spec.take_pending():
                 yield pending
             if spec.finished():
                 return
-        request = _request(client, spec.target())
+        request = _request(client, spec)
         try:
             response = await client._http.send(request, stream=True)
+            spec.connected(response)
             try:
                 if response.is_success:
                     _check(response)
                     async for sse in EventSource(response).aiter_sse():
                         item = spec.feed(sse.event, sse.data, sse.id)
                         if item is not None:
-                            failures = 0
+                            budget.reset()
                             yield item
                         if spec.finished():
                             return
+                    delay = None if spec.finished() else budget.ended(request)
                 else:
                     await response.aread()
-                    error = error_from_response(response)
-                    if isinstance(error, NotFoundError):
-                        spec.lost(error)
-                    elif error.status not in (429, 503) or failures >= spec.max_reconnects:
-                        raise error
-                    retry_after = error.retry_after
+                    delay = budget.refused(error_from_response(response), spec)
             finally:
+                spec.connected(None)
                 await response.aclose()
         except (httpx.TransportError, SSEError) as exc:
-            if failures >= spec.max_reconnects:
-                if isinstance(exc, httpx.TransportError):
-                    raise connection_error(exc, request) from exc
-                raise APIConnectionError(f"stream broke: {exc}", request=request) from exc
-        failures += 1
-        await anyio.sleep(client._retry_delay(failures - 1, retry_after))
+            delay = None if spec.finished() else budget.broke(exc, request)
+        if delay is not None:
+            await sleep(delay)

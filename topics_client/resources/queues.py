@@ -3,15 +3,16 @@ stream (SPEC §10)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._base import Call, path
 from .._config import DEFAULT_MAX_RECONNECTS, WATCHDOG_SLACK, WORK_HEARTBEAT_MS
 from .._exceptions import NotFoundError
+from .._http import httpx
 from .._models.queues import AckResult, ClaimResult, ExtendResult, Job, NackResult
-from .._sse import StreamErrorEvent, decode_error_frame, decode_job_frame
+from .._sse import SHUTTING_DOWN, StreamErrorEvent, decode_error_frame, decode_job_frame
 from ._resource import AsyncResource, SyncResource, json_parser
 from ._streaming import StreamTarget, aiter_stream, iter_stream
 
@@ -63,11 +64,25 @@ _extend_parser = json_parser(ExtendResult.from_wire)
 
 
 class _WorkSpec:
-    def __init__(self, topic: str, params: dict[str, str | int], max_reconnects: int) -> None:
+    """What the reconnect loop needs to read ``/work`` (see ``_streaming.StreamSpec``).
+
+    A ``server_shutting_down`` frame is not handed out: the connection ends and the loop
+    comes back after a backoff, as a watch does. ``stopped`` lets a worker end the stream.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        params: dict[str, str | int],
+        max_reconnects: int,
+        stopped: Callable[[], bool] | None = None,
+    ) -> None:
         self.topic = topic
         self.params = params
         self.max_reconnects = max_reconnects
         self.error: StreamErrorEvent | None = None
+        self.response: httpx.Response | None = None
+        self._stopped = stopped
 
     def target(self) -> StreamTarget:
         read = 2 * WORK_HEARTBEAT_MS / 1000.0 + WATCHDOG_SLACK
@@ -77,11 +92,16 @@ class _WorkSpec:
         if event == "job":
             return decode_job_frame(data)
         if event == "error":
-            self.error = decode_error_frame(data)
-            return self.error
+            error = decode_error_frame(data)
+            if error.code == SHUTTING_DOWN:
+                return None
+            self.error = error
+            return error
         return None
 
     def finished(self) -> bool:
+        if self._stopped is not None and self._stopped():
+            return True
         return self.error is not None and self.error.terminal
 
     def lost(self, error: NotFoundError) -> None:
@@ -90,9 +110,17 @@ class _WorkSpec:
     def take_pending(self) -> Sequence[WorkEvent]:
         return ()
 
+    def connected(self, response: httpx.Response | None) -> None:
+        self.response = response
 
-def _work_spec(
-    topic: str, node: str, max: int | None, lease_ms: int | None, max_reconnects: int
+
+def work_spec(
+    topic: str,
+    node: str,
+    max: int | None,
+    lease_ms: int | None,
+    max_reconnects: int,
+    stopped: Callable[[], bool] | None = None,
 ) -> _WorkSpec:
     if not node:
         raise ValueError("node must be non-empty")
@@ -102,11 +130,12 @@ def _work_spec(
     if lease_ms is not None:
         params["lease_ms"] = lease_ms
     path("topics", topic)  # validates the name
-    return _WorkSpec(topic, params, max_reconnects)
+    return _WorkSpec(topic, params, max_reconnects, stopped)
 
 
 class WorkStream:
     """Jobs pushed to this worker; a terminal error frame ends it (the event is yielded).
+    A draining server's ``server_shutting_down`` frame is not: the stream reconnects.
 
     Leases delivered on a connection are released by the server when it drops, so after a
     reconnect jobs may come again: handlers must be idempotent (SPEC §10.1).
@@ -216,7 +245,7 @@ class Queues(SyncResource):
         lease_ms: int | None = None,
         max_reconnects: int = DEFAULT_MAX_RECONNECTS,
     ) -> WorkStream:
-        return WorkStream(self._client, _work_spec(topic, node, max, lease_ms, max_reconnects))
+        return WorkStream(self._client, work_spec(topic, node, max, lease_ms, max_reconnects))
 
 
 class AsyncQueues(AsyncResource):
@@ -273,4 +302,4 @@ class AsyncQueues(AsyncResource):
         lease_ms: int | None = None,
         max_reconnects: int = DEFAULT_MAX_RECONNECTS,
     ) -> AsyncWorkStream:
-        return AsyncWorkStream(self._client, _work_spec(topic, node, max, lease_ms, max_reconnects))
+        return AsyncWorkStream(self._client, work_spec(topic, node, max, lease_ms, max_reconnects))

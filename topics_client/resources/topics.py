@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from .._base import Call, bool_param, decode_json, path
+from .._config import DEFAULT_FOLLOW_WAIT_MS, DEFAULT_REPLAY_LIMIT
 from .._http import httpx
 from .._models.writes import DeleteRecordsResult, NewRecord, WriteResult
 from ._resource import AsyncResource, SyncResource, json_parser
@@ -23,8 +24,6 @@ if TYPE_CHECKING:  # replay and the topic/diff models load on first use: a put n
     )
     from .._replay import AsyncReplay, GapPolicy, Replay, ReplayState
 
-DEFAULT_REPLAY_LIMIT = 1000
-DEFAULT_FOLLOW_WAIT_MS = 30_000
 
 __all__ = ["AsyncTopics", "ConfigParams", "Match", "NodeFilter", "RecordInput", "Topics"]
 
@@ -332,6 +331,30 @@ class Topics(SyncResource):
     ) -> DeleteRecordsResult:
         return self._request(delete_records_call(topic, before_seq, match), _delete_records_parser)
 
+    def seek(self, topic: str, since: int) -> int:
+        """The cursor from which a replay yields everything stamped at or after ``since``
+        (ms since epoch): just before the first such live record, found by binary search
+        over ``$ts``. When no live record is older than ``since`` but records below the
+        live log were evicted, nothing shows those were older, so the cursor is ``0`` and
+        the first read from it reports them as a tombstone (a :class:`Gap`)."""
+        from .._replay import evicted_into_window, seek_flow
+
+        first = self.diff(topic, from_seq=0, limit=1, include_meta=False)
+        flow = seek_flow(since, first.earliest_seq, first.head_seq)
+        try:
+            probe = next(flow)
+            while True:
+                found = self.diff(topic, from_seq=probe, limit=1, include_meta=False)
+                probe = flow.send(found.records[0] if found.records else None)
+        except StopIteration as stop:
+            cursor: int = stop.value
+        if evicted_into_window(first, cursor) and not first.records:
+            # Nothing is live: only the time of the last write can clear the window.
+            last = self.get(topic, touch=False).last_write_ts
+            if last is not None and last < since:
+                return cursor
+        return 0 if evicted_into_window(first, cursor) else cursor
+
     def replay(
         self,
         topic: str,
@@ -480,6 +503,30 @@ class AsyncTopics(AsyncResource):
         return await self._request(
             delete_records_call(topic, before_seq, match), _delete_records_parser
         )
+
+    async def seek(self, topic: str, since: int) -> int:
+        """The cursor from which a replay yields everything stamped at or after ``since``
+        (ms since epoch): just before the first such live record, found by binary search
+        over ``$ts``. When no live record is older than ``since`` but records below the
+        live log were evicted, nothing shows those were older, so the cursor is ``0`` and
+        the first read from it reports them as a tombstone (a :class:`Gap`)."""
+        from .._replay import evicted_into_window, seek_flow
+
+        first = await self.diff(topic, from_seq=0, limit=1, include_meta=False)
+        flow = seek_flow(since, first.earliest_seq, first.head_seq)
+        try:
+            probe = next(flow)
+            while True:
+                found = await self.diff(topic, from_seq=probe, limit=1, include_meta=False)
+                probe = flow.send(found.records[0] if found.records else None)
+        except StopIteration as stop:
+            cursor: int = stop.value
+        if evicted_into_window(first, cursor) and not first.records:
+            # Nothing is live: only the time of the last write can clear the window.
+            last = (await self.get(topic, touch=False)).last_write_ts
+            if last is not None and last < since:
+                return cursor
+        return 0 if evicted_into_window(first, cursor) else cursor
 
     def replay(
         self,

@@ -94,6 +94,7 @@ class _WatchSpec:
         self.max_reconnects = max_reconnects
         self.cursor = WatchCursor({t: s for t, s in starts.items() if s is not None})
         self.session: WatchSession | None = None
+        self.created = False  # a session existed once: later POSTs re-create it
         self.pending: list[WatchEvent] = []
         hb = clamp_heartbeat_ms(options.get("heartbeat_ms", DEFAULT_HEARTBEAT_MS))
         self.watchdog = 2 * hb / 1000.0 + WATCHDOG_SLACK
@@ -102,7 +103,7 @@ class _WatchSpec:
         return [t for t in self.starts if t not in self.cursor.deleted]
 
     def create_call(self) -> Call:
-        if self.cursor.last_event_id is None and not self.cursor.positions and self.session is None:
+        if not self.created:
             topics: dict[str, dict[str, Any]] = {
                 t: ({"tail": True} if s is None else {"from_seq": s})
                 for t, s in self.starts.items()
@@ -115,14 +116,12 @@ class _WatchSpec:
             }
         return create_call(topics, self.options, self.lenient)
 
-    def resuming(self) -> bool:
-        return bool(self.cursor.positions) or self.cursor.last_event_id is not None
-
     def adopt(self, session: WatchSession) -> None:
         self.session = session
+        self.created = True
         self.cursor.adopt({t: s.from_seq for t, s in session.topics.items()})
         for topic in self.live_topics():
-            if session.topics and topic not in session.topics:  # dropped by ?lenient=true
+            if self.lenient and topic not in session.topics:  # dropped by ?lenient=true
                 self.topic_gone(topic)
 
     def topic_gone(self, topic: str) -> None:
@@ -150,15 +149,19 @@ class _WatchSpec:
         pending, self.pending = self.pending, []
         return pending
 
+    def connected(self, response: object) -> None:
+        pass
+
 
 def _initial(start: int | None) -> dict[str, Any]:
     return {"tail": True} if start is None else {"from_seq": start}
 
 
 def _missing_topic(spec: _WatchSpec, exc: TopicNotFoundError) -> bool:
-    """On a re-POST, a topic deleted meanwhile becomes a ``TopicDeletedEvent``."""
+    """When a collected session is re-created, a topic deleted meanwhile becomes a
+    ``TopicDeletedEvent``; on the first POST a missing topic is the caller's error."""
     topic = exc.detail.get("topic")
-    if not spec.resuming() or not isinstance(topic, str) or topic not in spec.live_topics():
+    if not spec.created or not isinstance(topic, str) or topic not in spec.live_topics():
         return False
     spec.topic_gone(topic)
     return True
