@@ -397,9 +397,11 @@ def run(
         ),
     ] = None,
     grace: Annotated[
-        float,
-        typer.Option("--grace", min=0, help="Seconds running jobs get to finish after a stop."),
-    ] = 30.0,
+        str,
+        typer.Option(
+            "--grace", help="How long running jobs get to finish after a stop, e.g. 30s, 2m."
+        ),
+    ] = "30s",
     once: Annotated[
         bool,
         typer.Option(
@@ -426,6 +428,10 @@ def run(
         idle_ms = parse_duration_ms(idle_timeout) if idle_timeout else None
     except PositionError as exc:
         raise typer.BadParameter(str(exc), param_hint="--idle-timeout") from None
+    try:
+        grace_s = parse_duration_ms(grace) / 1000
+    except PositionError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--grace") from None
     if not exec_.strip():
         raise typer.BadParameter("empty command", param_hint="--exec")
     ap = get_app(ctx)
@@ -454,7 +460,7 @@ def run(
                 dead_letter=bool(config.dead_letter),
                 backoff_base_ms=backoff_base_ms,
                 backoff_max_ms=backoff_max_ms,
-                grace=grace,
+                grace=grace_s,
                 once=once,
                 idle_ms=idle_ms,
             )
@@ -471,7 +477,7 @@ def run(
         raise KeyboardInterrupt
     if runner.stats.killed:
         raise CliError(
-            f"{runner.stats.killed} running jobs killed after --grace {grace:g} s "
+            f"{runner.stats.killed} running jobs killed after --grace {grace_s:g} s "
             "(handed back for another delivery)",
             code=EXIT_API,
         )
