@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from topics_cli.app import app, hoist_globals
+from topics_cli.app import app
 
 
 def test_help_has_examples_and_exit_codes() -> None:
@@ -45,25 +45,30 @@ def test_version() -> None:
     assert r.exit_code == 0 and r.output.startswith("topics ")
 
 
-def test_hoist_globals() -> None:
-    assert hoist_globals(["diff", "t", "-o", "jsonl"]) == ["-o", "jsonl", "diff", "t"]
-    assert hoist_globals(["diff", "t", "--output=data", "-q"]) == [
-        "--output=data",
-        "-q",
-        "diff",
-        "t",
-    ]
-    assert hoist_globals(["-u", "x", "put", "t", "--debug"]) == ["-u", "x", "--debug", "put", "t"]
-    # config keeps its own --profile; "--" ends option processing
-    assert hoist_globals(["config", "set", "url", "u", "--profile", "p"]) == [
-        "config",
-        "set",
-        "url",
-        "u",
-        "--profile",
-        "p",
-    ]
-    assert hoist_globals(["put", "t", "--", "-o"]) == ["put", "t", "--", "-o"]
+def test_global_options_after_the_command_are_parsed_in_place() -> None:
+    """``-o``/``-q``/``--url`` may follow the command; an option's value is never taken for
+    a global flag (``--tag -q`` is the tag "-q"), and ``config`` keeps its own --profile."""
+    import typer.main
+
+    from topics_cli.context import AppContext
+
+    group = typer.main.get_command(app)
+
+    def parse(name: str, args: list[str]) -> tuple[AppContext, dict[str, object]]:
+        root = group.make_context("topics", [name])
+        root.obj = AppContext()
+        sub = group.get_command(root, name).make_context(name, args, parent=root)
+        return root.obj, sub.params
+
+    obj, params = parse("put", ["t", "--tag", "-q", "1"])
+    assert params["tag"] == "-q" and obj.quiet is False
+    obj, _ = parse("diff", ["t", "-o", "JSONL", "-q", "--url", "http://h:1", "--debug"])
+    assert (obj.output, obj.quiet, obj.url, obj.debug) == ("jsonl", True, "http://h:1", True)
+    obj, params = parse("diff", ["t"])
+    assert (obj.output, obj.quiet, obj.url) == (None, False, None)
+    runner = CliRunner()
+    r = runner.invoke(app, ["diff", "t", "-o", "xml"])
+    assert r.exit_code == 2 and "not one of" in r.output
 
 
 def test_import_budget() -> None:
@@ -118,8 +123,8 @@ def test_commands_load_lazily_and_list_in_order() -> None:
         "import sys, typer.main\n"
         "from topics_cli.app import _COMMANDS, app\n"
         "group = typer.main.get_command(app)\n"
-        "print(list(group.commands) == list(_COMMANDS))\n"
-        "group.get_command(None, 'put')\n"
+        "print(group.list_commands(None) == list(_COMMANDS))\n"
+        "group.get_command(group.make_context('topics', ['put']), 'put')\n"
         "print(sorted(m for m in sys.modules if m.startswith('topics_cli.commands.')))\n"
         "from topics_client import Client\n"
         "Client('http://127.0.0.1:1').topics\n"

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from topics_cli.context import get_app
-from topics_cli.errors import EXIT_GAP, EXIT_INTERRUPTED
+from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, EXIT_INTERRUPTED
+from topics_cli.group import typer_app
 from topics_cli.options import (
     CheckpointOpt,
     CountOpt,
@@ -278,6 +279,10 @@ def run_replay(
     return 0
 
 
+app = typer_app()
+
+
+@app.command("diff", help=HELP, epilog=EXIT_CODES_HELP)
 def diff(
     ctx: typer.Context,
     topic: TopicArg,

@@ -16,13 +16,14 @@ import typer
 
 from topics_cli.context import get_app
 from topics_cli.errors import EXIT_API, EXIT_CODES_HELP, CliError
+from topics_cli.group import typer_app
 
 if TYPE_CHECKING:
     from topics_client import Job
 
 __all__ = ["app", "job_to_wire"]
 
-app = typer.Typer(
+app = typer_app(
     help="""Lease queues: claim jobs, settle them, or run a command per job.
 
 A queue is a topic created with --type queue. Jobs are normal writes (topics put); a
@@ -37,8 +38,6 @@ Examples:
   topics lease ack jobs --node w1 31 32
   topics lease run jobs --exec './render.sh' --concurrency 8
 """,
-    no_args_is_help=True,
-    rich_markup_mode=None,
 )
 
 QueueArg = Annotated[str, typer.Argument(help="Queue (a topic of type queue).", show_default=False)]

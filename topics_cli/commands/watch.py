@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from topics_cli.context import get_app
-from topics_cli.errors import EXIT_GAP, CliError
+from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, CliError
+from topics_cli.group import typer_app
 from topics_cli.options import (
     CheckpointOpt,
     CountOpt,
@@ -240,6 +241,10 @@ class _GapStop(Exception):
     pass
 
 
+app = typer_app()
+
+
+@app.command("watch", help=HELP, epilog=EXIT_CODES_HELP)
 def watch(
     ctx: typer.Context,
     topics: Annotated[
