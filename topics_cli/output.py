@@ -134,8 +134,19 @@ class _J:
         return format(text, spec)
 
 
+_ESCAPES = {"t": "\t", "n": "\n", "\\": "\\"}
+
+
+def expand_escapes(template: str) -> str:
+    """``\\t``, ``\\n`` and ``\\\\`` in one left-to-right pass: ``\\\\t`` is a backslash
+    then ``t``. Any other backslash stays as written."""
+    import re
+
+    return re.sub(r"\\([tn\\])", lambda m: _ESCAPES[m.group(1)], template)
+
+
 def _compile_template(template: str) -> Callable[[Mapping[str, Any]], str]:
-    text = template.replace("\\t", "\t").replace("\\n", "\n").replace("\\\\", "\\")
+    text = expand_escapes(template)
 
     def render(fields: Mapping[str, Any]) -> str:
         return text.format_map(fields)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from topics_cli.context import get_app
+from topics_cli.group import typer_app
 
 if TYPE_CHECKING:
     from topics_cli.output import Sink
@@ -280,6 +281,10 @@ class InProcessServer:
             self._thread.join(10)
 
 
+app = typer_app()
+
+
+@app.command("demo", help=HELP)
 def demo(
     ctx: typer.Context,
     fast: Annotated[bool, typer.Option("--fast", help="No pauses (tests, CI).")] = False,

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from topics_cli.context import get_app
-from topics_cli.errors import EXIT_GAP, EXIT_INTERRUPTED
+from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, EXIT_INTERRUPTED
+from topics_cli.group import typer_app
 from topics_cli.options import (
     CheckpointOpt,
     CountOpt,
@@ -111,7 +112,6 @@ def _prefetched(batches: Iterator[_B], depth: int = 3) -> Iterator[_B]:
     """Fetch the next pages in a thread while this one is written out (server and client
     work overlap). The producer is a daemon: an early stop simply abandons it."""
     import queue
-    import sys
     import threading
 
     pages: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
@@ -126,21 +126,13 @@ def _prefetched(batches: Iterator[_B], depth: int = 3) -> Iterator[_B]:
             pages.put(("end", None))
 
     threading.Thread(target=produce, daemon=True, name="topics-replay").start()
-    # Both threads hold the GIL for long C calls (orjson on a whole page); with the default
-    # 5 ms switch interval the fetcher, woken by its socket, waits that long for the GIL at
-    # every read and write, and the server sits idle. A short interval keeps it fed.
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, 0.0002))
-    try:
-        while True:
-            kind, item = pages.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise item
-            yield item
-    finally:
-        sys.setswitchinterval(interval)
+    while True:
+        kind, item = pages.get()
+        if kind == "end":
+            return
+        if kind == "error":
+            raise item
+        yield item
 
 
 def run_replay(
@@ -169,12 +161,7 @@ def run_replay(
     The checkpoint advances after each batch ``emit`` has written, never past an unreported
     gap; Ctrl-C leaves it at the last delivered record.
     """
-    import gc
-
     from topics_cli.consume import now_ms, seek_time, start_cursor
-
-    # pages of short-lived objects: the default gen-0 threshold costs ~25% of a replay
-    gc.set_threshold(50_000, 20, 20)
     from topics_cli.positions import parse_from, parse_until, resolve_until
 
     now = now_ms()
@@ -278,6 +265,10 @@ def run_replay(
     return 0
 
 
+app = typer_app()
+
+
+@app.command("diff", help=HELP, epilog=EXIT_CODES_HELP)
 def diff(
     ctx: typer.Context,
     topic: TopicArg,

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from topics_cli.context import get_app
-from topics_cli.errors import CliError
+from topics_cli.errors import EXIT_CODES_HELP, CliError
+from topics_cli.group import typer_app
 from topics_cli.options import TopicArg
 
 HELP = """Append records to TOPIC, from DATA arguments or from stdin (one JSON value a line).
@@ -151,6 +152,10 @@ def _batches(
             yield chunk[0][0], chunk[-1][0], records
 
 
+app = typer_app()
+
+
+@app.command("put", help=HELP, epilog=EXIT_CODES_HELP)
 def put(
     ctx: typer.Context,
     topic: TopicArg,

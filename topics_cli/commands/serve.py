@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from topics_cli.group import typer_app
+
 HELP = """Run the bundled reference server (the whole /v0 contract, no external services).
 
 Flags override the upstream environment variables (TOPICS_HOST, TOPICS_PORT,
@@ -21,6 +23,10 @@ Examples:
 """
 
 
+app = typer_app()
+
+
+@app.command("serve", help=HELP)
 def serve(
     host: Annotated[
         str | None, typer.Option("--host", help="Bind address (env TOPICS_HOST).")

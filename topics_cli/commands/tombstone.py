@@ -11,12 +11,13 @@ import typer
 
 from topics_cli.context import get_app
 from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, EXIT_INTERRUPTED
+from topics_cli.group import typer_app
 from topics_cli.options import TopicArg, UntilOpt
 
 if TYPE_CHECKING:
     from topics_client import Client, TopicState
 
-app = typer.Typer(
+app = typer_app(
     help="""Gap detection without consuming: would a reader at a cursor hit a gap, how long
 until it does, and is a seq range complete?
 
@@ -27,8 +28,6 @@ Examples:
   topics tombstone scan orders --from 0 -o json     # CI completeness proof
   topics gaps scan orders --from 1000 --until 5000
 """,
-    no_args_is_help=True,
-    rich_markup_mode=None,
     epilog=EXIT_CODES_HELP,
 )
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from topics_cli.context import get_app
-from topics_cli.errors import EXIT_GAP, CliError
+from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, CliError
+from topics_cli.group import typer_app
 from topics_cli.options import (
     CheckpointOpt,
     CountOpt,
@@ -32,7 +33,7 @@ HELP = """Live tail of one or more topics over a single SSE watch stream.
 
 Starts at the end by default (only new records); TOPIC@SEQ starts that topic after SEQ,
 --from applies to the others (start | end | N | -N | @TIME). Reconnects by itself and
-prints a receipt on stderr (where it resumed, duplicates dropped, records missed).
+prints a receipt on stderr (where it resumed, records missed since).
 jsonl lines are records exactly as the server sends them, plus "topic". On a terminal a
 status line shows per-topic lag, records/s and gaps so far.
 
@@ -117,7 +118,6 @@ class _Watcher:
         self.caught_up: set[str] = set()
         self.lag: dict[str, int] = {}
         self.delivered = 0
-        self.duplicates = 0
         self.reconnects = 0
         self.pending_receipt: dict[str, Any] | None = None
         self.rate_window: list[tuple[float, int]] = []
@@ -136,7 +136,6 @@ class _Watcher:
                 "connection": self.reconnects + 1,
                 "resumed_at": dict(self.cursors),
                 "new_session": new_session,
-                "duplicates_before": self.duplicates,
                 "missed_before": self.tracker.total_missed,
             }
         elif new_session:
@@ -147,7 +146,6 @@ class _Watcher:
         if r is None:
             return
         self.pending_receipt = None
-        dups = self.duplicates - r["duplicates_before"]
         missed = self.tracker.total_missed - r["missed_before"]
         at = ", ".join(f"{t}@{s}" for t, s in r["resumed_at"].items())
         how = "new session" if r["new_session"] else "same session"
@@ -155,10 +153,9 @@ class _Watcher:
             "connection": r["connection"],
             "resumed_at": r["resumed_at"],
             "new_session": r["new_session"],
-            "duplicates": dups,
             "missing": missed,
         }
-        text = f"reconnected ({how}), resumed at {at}, {dups} duplicates, {missed} missing"
+        text = f"reconnected ({how}), resumed at {at}, {missed} missing"
         self.sink.event("reconnect", payload, text, style="yellow")
 
     def handle(self, event: Any) -> bool:
@@ -168,11 +165,7 @@ class _Watcher:
         if isinstance(event, RecordsEvent):
             topic = event.topic
             seen = self.cursors.get(topic, 0)
-            records = event.records
-            if records and records[0].seq <= seen:
-                fresh = tuple(r for r in records if r.seq > seen)
-                self.duplicates += len(records) - len(fresh)
-                records = fresh
+            records = event.records  # the client hands each seq out once, across reconnects
             done = False
             to_seq = max(seen, event.to_seq)
             if self.count is not None and self.delivered + len(records) >= self.count:
@@ -240,6 +233,10 @@ class _GapStop(Exception):
     pass
 
 
+app = typer_app()
+
+
+@app.command("watch", help=HELP, epilog=EXIT_CODES_HELP)
 def watch(
     ctx: typer.Context,
     topics: Annotated[
