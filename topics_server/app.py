@@ -26,6 +26,7 @@ from topics_server.middleware import (
 )
 from topics_server.settings import Settings
 from topics_server.storage.base import StoreCorrupt
+from topics_server.storage.memory import MemoryStore
 
 __all__ = ["create_app"]
 
@@ -121,7 +122,7 @@ def create_app(
 ) -> Starlette:
     """The ASGI app; ``on_fatal`` is told when recovery finds the store unusable."""
     settings = settings or Settings()
-    engine = engine or Engine(settings)
+    engine = engine or Engine(settings, MemoryStore())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -64,7 +64,6 @@ from topics_server.storage.base import (
     Timing,
     TopicGone,
 )
-from topics_server.storage.memory import MemoryStore
 from topics_server.storage.records import Chunk, Payload
 from topics_server.wire import now_ms
 
@@ -103,9 +102,9 @@ class DiffRequest:
 
 
 class Engine:
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
-        self.store: Store = store if store is not None else MemoryStore()
+        self.store = store
         self.topics: SortedDict[str, TopicLog] = SortedDict()
         self.totals = Totals()
         self.started = time.monotonic()

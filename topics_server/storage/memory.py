@@ -92,12 +92,15 @@ class MemoryStore:
         started = time.perf_counter()
         future = self._loop.create_future() if wait else None
         error: StoreError | None = None
+        known = set(self._topics)
         for change in changes:  # decide every fault before anything is applied
+            if isinstance(change, SaveTopic):
+                known.add(change.instance)
             full = self.failpoints.hit(change.kind) if self.failpoints.armed else None
             if full is not None:
                 error = (StorageFull if full else StoreFailed)(f"failpoint {change.kind}")
                 break
-            if isinstance(change, AppendChunk | Reserve) and change.instance not in self._topics:
+            if isinstance(change, AppendChunk | Reserve) and change.instance not in known:
                 error = TopicGone(f"topic instance {change.instance} is no longer stored")
                 break
         if error is None:
