@@ -97,7 +97,6 @@ def metrics_text(
             truncated = 1
             break
         shown += 1
-        log.apply_retention(now)
         label = f'{{topic="{_label(name)}"}}'
         series["topics_topic_head_seq"].append(f"topics_topic_head_seq{label} {log.head}")
         series["topics_topic_earliest_seq"].append(

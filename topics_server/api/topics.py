@@ -61,7 +61,7 @@ async def get_topic(request: Request) -> Response:
     now = now_ms()
     name: str = request.path_params["topic"]
     await engine.routers.catch_up(name)
-    log = engine.require(name, now)
+    log = engine.require(name)
     if query_bool(request.query_params, "touch", True):
         engine.mark_read(log, now)
     return json_response(topic_state(engine, log, now), started)
@@ -116,7 +116,7 @@ async def list_topics(request: Request) -> Response:
         if len(entries) == size:
             more = True
             break
-        log = engine.require(name, now)
+        log = engine.require(name)
         if touch:
             engine.mark_read(log, now)
         entries.append(

@@ -33,6 +33,7 @@ from topics_server.engine.log import ColdMiss, ReadResult, TopicLog, Totals, Wir
 from topics_server.engine.names import is_topic_name
 from topics_server.engine.predicates import TagPredicate
 from topics_server.engine.queues import QueueRegistry
+from topics_server.engine.retention import Retention
 from topics_server.engine.routers import Routers
 from topics_server.engine.watch import Watches
 from topics_server.errors import (
@@ -119,6 +120,7 @@ class Engine:
         self.on_topic_removed: list[Callable[[str], list[str]]] = []
         # called with every log that just published records (router wake-ups)
         self.on_publish: list[Callable[[TopicLog], None]] = []
+        self.retention = Retention(self._expire)
         self.routers = Routers(self)
         self.watches = Watches(self)
         self.queues = QueueRegistry(self)  # lease state of queue topics (SPEC §10)
@@ -161,8 +163,10 @@ class Engine:
         self._housekeeping = []
         if changes:
             self.store.commit(*changes, wait=False)
+        now = now_ms()
         for log in self.topics.values():
             self._reserved.setdefault(log.instance_id, log.head)
+            self._retain(log, now)
 
     def _restore(self, row: RecoveredTopic, discard: list[Change]) -> None:
         config = parse_config(row.config, row.name)
@@ -207,16 +211,14 @@ class Engine:
 
     # -- lookup -------------------------------------------------------------
 
-    def get(self, name: str, now: int | None = None) -> TopicLog | None:
-        """The topic with retention applied, or None."""
+    def get(self, name: str) -> TopicLog | None:
+        """The topic, or None. Reads change nothing: retention runs on append, on
+        config changes and on the TTL timer (:mod:`topics_server.engine.retention`)."""
         log: TopicLog | None = self.topics.get(name)
-        if log is not None:
-            log.apply_retention(now_ms() if now is None else now)
-            self._sync_front(log)
         return log
 
-    def require(self, name: str, now: int | None = None) -> TopicLog:
-        log = self.get(name, now)
+    def require(self, name: str) -> TopicLog:
+        log = self.topics.get(name)
         if log is None:
             raise topic_not_found(name)
         return log
@@ -310,6 +312,17 @@ class Engine:
             self.store.commit(self._front_change(log), wait=False)
         log.cool()
 
+    def _retain(self, log: TopicLog, now: int) -> None:
+        """Apply caps and TTL now (a config change, recovery), then re-arm the TTL timer."""
+        log.apply_retention(now)
+        self._sync_front(log)
+        self.retention.schedule(log)
+
+    def _expire(self, log: TopicLog) -> None:
+        """The TTL timer fired: the expired prefix goes, readers below get a tombstone."""
+        log.apply_retention(now_ms())
+        self._sync_front(log)
+
     def reserve_holes(self, log: TopicLog, k: int) -> None:
         """Burn ``k`` seqs on ``log`` as an involuntary loss (router source trim).
 
@@ -389,8 +402,7 @@ class Engine:
             chunk.stored = True
         log.config = config
         log.version += 1
-        log.apply_retention(now_ms())
-        self._sync_front(log)
+        self._retain(log, now_ms())
         log.notify()
         return log, False
 
@@ -416,6 +428,7 @@ class Engine:
         await self.commit(DropTopic(log.instance_id), *(DropRouter(r) for r in routers), fsync=True)
         del self.topics[name]
         self._reserved.pop(log.instance_id, None)
+        self.retention.cancel(log)
         log.removed = True
         self.totals.records -= log.count
         self.totals.bytes -= log.bytes
@@ -437,7 +450,7 @@ class Engine:
         idempotency_key: str | None = None,
     ) -> WriteOutcome:
         now = now_ms()
-        log = self.get(name, now)
+        log = self.get(name)
         if log is None:
             allowed = create if create is not None else (config or TopicConfig()).auto_create
             if not allowed:
@@ -535,6 +548,8 @@ class Engine:
         log.publish(chunk, now)
         log.enforce_caps()
         self._sync_front(log)
+        if log.config.ttl_ms:
+            self.retention.schedule(log)
         log.notify()
         for listener in self.on_publish:
             listener(log)
@@ -667,7 +682,7 @@ class Engine:
     async def diff(self, name: str, request: DiffRequest) -> tuple[TopicLog, ReadResult]:
         await self.routers.catch_up(name)
         now = now_ms()
-        log = self.require(name, now)
+        log = self.require(name)
         self.mark_read(log, now)
         shape = (request.include_tags, request.include_meta, True)
         result = await self.read(
@@ -682,8 +697,6 @@ class Engine:
         ):
             woke = await log.wait_change(request.wait_ms / 1000)
             if woke and not log.removed:
-                log.apply_retention(now_ms())
-                self._sync_front(log)
                 result = await self.read(
                     log,
                     request.from_seq,
@@ -741,6 +754,7 @@ class Engine:
     def begin_shutdown(self) -> None:
         """Stop parking readers: every long-poll returns now."""
         self.shutting_down = True
+        self.retention.stop()
         for log in self.topics.values():
             log.notify()
 

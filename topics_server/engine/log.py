@@ -277,6 +277,10 @@ class TopicLog:
 
     # -- retention ----------------------------------------------------------
 
+    def oldest_ts(self) -> int | None:
+        """``$ts`` of the first live record (what TTL expires next), or None."""
+        return self.chunks[self.lo].ts if self.lo < len(self.chunks) else None
+
     def apply_retention(self, now: int) -> None:
         """Expire by TTL, then evict while over a cap (``discard: "old"``)."""
         ttl = self.config.ttl_ms
