@@ -90,6 +90,7 @@ MAX_GROUP = 1024  # operations folded into one transaction at most
 RESERVE_NAME = "RESERVE"
 RESERVE_BYTES = 8 << 20  # released on a full disk so deletes can still commit
 FULL_PROBE_S = 1.0  # while full, how often the writer tries to take the reserve back
+FREE_RESUME = 1 << 20  # bytes freed inside the file (by deletes) that let writes resume
 SQLITE_FULL = 13
 
 SCHEMA = """
@@ -170,6 +171,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=OFF")
+    # zero deleted content only where it costs no extra I/O: a delete on a full disk must
+    # not write every freed page again (some SQLite builds default to secure_delete=ON)
+    conn.execute("PRAGMA secure_delete=FAST")
     conn.execute("PRAGMA cache_size=-16384")  # 16 MiB page cache per connection
     return conn
 
@@ -235,7 +239,8 @@ class SqliteStore:
                 )
         except sqlite3.DatabaseError as exc:
             raise StoreCorrupt(f"{self.path}: cannot open the store: {exc}") from None
-        self._full = not self._take_reserve()
+        self._reserved = self._take_reserve()
+        self._full = not self._reserved
 
     @property
     def full(self) -> bool:
@@ -267,11 +272,21 @@ class SqliteStore:
         finally:
             os.close(fd)
 
+    def _free_bytes(self, conn: sqlite3.Connection) -> int:
+        """Space freed inside the file by deletes: new writes reuse it first."""
+        try:
+            pages = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            size = conn.execute("PRAGMA page_size").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+        return int(pages) * int(size)
+
     def _release_reserve(self) -> None:
         if not self._full:
             self.full_events += 1
             log.warning("store out of space: writes answer 507 until space is freed")
         self._full = True
+        self._reserved = False
         with suppress(OSError):
             self._reserve_path.unlink()
 
@@ -306,9 +321,15 @@ class SqliteStore:
         stop = False
         while not stop:
             try:
-                op = self._queue.get(timeout=FULL_PROBE_S) if self._full else self._queue.get()
+                probing = self._full or not self._reserved
+                op = self._queue.get(timeout=FULL_PROBE_S) if probing else self._queue.get()
             except queue.Empty:
-                if self._take_reserve():
+                # move the WAL into the file (deletes freed pages there) and give its
+                # space back to the file system, then try to take the reserve again
+                with suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._reserved = self._take_reserve()
+                if self._full and (self._reserved or self._free_bytes(conn) >= FREE_RESUME):
                     self._full = False
                     log.warning("store has space again: writes resume")
                 continue
@@ -359,7 +380,8 @@ class SqliteStore:
                 self._complete([op], None, started, time.perf_counter(), op.fsync)
             return
         if self._full and not any(op.freeing for op in ops):
-            self._full = not self._take_reserve()
+            self._reserved = self._take_reserve()
+            self._full = not self._reserved
         self._complete(ops, None, started, time.perf_counter(), full)
 
     def _fail(self, op: _Op, error: StoreError) -> None:
