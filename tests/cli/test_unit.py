@@ -302,3 +302,23 @@ def test_environment_overrides_the_profile_field_by_field(tmp_path: Path) -> Non
         None,
         None,
     )
+
+
+def test_serve_and_demo_name_the_missing_server_extra() -> None:
+    """Without the server extra (its packages unimportable), `topics serve` / `topics demo`
+    print one line with the pip command to run and exit 1; other commands never need it."""
+    for command in ("serve", "demo"):
+        code = (
+            "import sys\n"
+            "for name in ('uvicorn', 'starlette', 'uvloop', 'httptools', 'sortedcontainers'):\n"
+            "    sys.modules[name] = None\n"
+            f"sys.argv = ['topics', '{command}']\n"
+            "from topics_cli.app import main\n"
+            "main()\n"
+        )
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.splitlines() == [
+            f"topics: error: topics {command} needs the server extra (uvicorn is not installed): "
+            "pip install 'topics-py[server]'"
+        ]

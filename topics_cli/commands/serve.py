@@ -13,6 +13,8 @@ HELP = """Run the bundled reference server (the whole /v0 contract, no external 
 
 Flags override the upstream environment variables (TOPICS_HOST, TOPICS_PORT,
 TOPICS_PORT_FILE, TOPICS_DATA_DIR, TOPICS_MAX_*). Stop it with Ctrl-C or SIGTERM.
+Needs the server extra: pip install 'topics-py[server]' (without it: one line naming
+it, exit 1).
 
 Examples:
 
@@ -48,6 +50,9 @@ def serve(
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
 ) -> None:
     # the server is imported only here: no other command pays for it
+    from topics_cli.commands._server import require_server
+
+    require_server("serve")
     from topics_server.server import run
     from topics_server.settings import Settings, SettingsError
 

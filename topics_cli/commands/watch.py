@@ -27,7 +27,8 @@ from topics_cli.options import (
 if TYPE_CHECKING:
     from topics_cli.consume import Checkpoint, Tracker
     from topics_cli.output import Sink
-    from topics_client import Client
+    from topics_cli.positions import FromPos
+    from topics_client import Client, Gap
 
 HELP = """Live tail of one or more topics over a single SSE watch stream.
 
@@ -76,8 +77,28 @@ class _Pump(threading.Thread):
             self.out.put(("end", None))
 
 
+class _ConnectionLog:
+    """httpx request hook: queues a ``reconnect`` event for every watch stream opened after
+    the first, saying whether a new session had to be created first (the receipt)."""
+
+    def __init__(self, events: queue.Queue[tuple[str, Any]]) -> None:
+        self.events = events
+        self.streams = 0
+        self.sessions = 0
+
+    def __call__(self, request: Any) -> None:
+        path = request.url.path
+        if request.method == "POST" and path == "/v0/watch":
+            self.sessions += 1
+        elif request.method == "GET" and path.startswith("/v0/watch/"):
+            self.streams += 1
+            if self.streams > 1:
+                self.events.put(("reconnect", self.sessions > 1))
+
+
 def _hooked_client(app: Any, hook: Any) -> Client:
-    """A client whose connections report themselves (for the reconnect receipt)."""
+    """A client whose connections report themselves (for the reconnect receipt). The httpx
+    client is ours: it is closed with the command, whatever the client does with it."""
     import httpx
 
     from topics_client import Client
@@ -90,7 +111,7 @@ def _hooked_client(app: Any, hook: Any) -> Client:
         event_hooks={"request": [hook]},
     )
     client = Client(url, api_key=app.settings.api_key, http_client=http)
-    app._clients.append(client)
+    app._clients.extend([client, http])
     return client
 
 
@@ -128,6 +149,14 @@ class _Watcher:
                 if topic not in self.unknown:  # a tail start not yet resolved
                     self.checkpoint.set(topic, seq)
             self.checkpoint.save()
+
+    def adopt_tail_starts(self, session: Any) -> None:
+        """Tail starts (``--from end``): take the session's resolved cursors once known."""
+        if self.unknown and session is not None:
+            for name, start in session.topics.items():
+                if name in self.unknown:
+                    self.unknown.discard(name)
+                    self.cursors[name] = max(self.cursors[name], start.from_seq)
 
     def reconnected(self, new_session: bool) -> None:
         self.reconnects += 1
@@ -264,8 +293,8 @@ def watch(
     on_gap: OnGapOpt = "warn",
     fail_on_gap: FailOnGapOpt = False,
 ) -> None:
-    from topics_cli.consume import Checkpoint, Tracker, now_ms, seek_time
-    from topics_cli.positions import PositionError, parse_duration_ms, parse_from, resolve_from
+    from topics_cli.consume import Checkpoint, Tracker, now_ms
+    from topics_cli.positions import PositionError, parse_duration_ms, parse_from
 
     app = get_app(ctx)
     policy = on_gap_policy(on_gap, fail_on_gap)
@@ -280,34 +309,11 @@ def watch(
     sink = app.sink
     cp = Checkpoint(Path(checkpoint)) if checkpoint else None
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
-    opened = {"streams": 0, "sessions": 0}
-
-    def hook(request: Any) -> None:
-        path = request.url.path
-        if request.method == "POST" and path == "/v0/watch":
-            opened["sessions"] += 1
-        elif request.method == "GET" and path.startswith("/v0/watch/"):
-            opened["streams"] += 1
-            if opened["streams"] > 1:
-                events.put(("reconnect", opened["sessions"] > 1))
-
-    client = _hooked_client(app, hook)
-    starts: dict[str, int | None] = {}
-    for name, seq in parsed:
-        saved = cp.get(name) if cp is not None else None
-        if saved is not None:
-            starts[name] = saved
-        elif seq is not None:
-            starts[name] = seq
-        elif pos.kind == "end":
-            starts[name] = None
-        elif pos.kind == "time":
-            starts[name] = seek_time(client, name, pos.value)
-        elif pos.kind in ("start", "seq"):
-            starts[name] = resolve_from(pos, 0, 1)
-        else:
-            state = client.topics.get(name, touch=False)
-            starts[name] = resolve_from(pos, state.head_seq, state.earliest_seq)
+    client = _hooked_client(app, _ConnectionLog(events))
+    tracker = Tracker(sink, policy, command="watch")
+    starts, seek_gaps = _starts(client, parsed, pos, cp)
+    for name in starts:
+        tracker.stats(name)
     stream = client.watch.stream(
         starts,
         node=node or None,
@@ -316,62 +322,22 @@ def watch(
         include_tags=True,
         include_meta=meta,
     )
-    tracker = Tracker(sink, policy, command="watch")
-    for name in starts:
-        tracker.stats(name)
-    cursors = {name: (s if s is not None else 0) for name, s in starts.items()}
     watcher = _Watcher(
         sink,
         tracker,
         cp,
-        cursors,
+        {name: (s if s is not None else 0) for name, s in starts.items()},
         with_data=not no_data,
         count=count,
         until_caught_up=until_caught_up,
     )
     watcher.unknown = {name for name, s in starts.items() if s is None}
-    pump = _Pump(stream, events)
-    live_status = sink.mode == "pretty" and sink.err_is_tty() and not sink.quiet
-    tick = 0.5 if live_status else None
-    last_record = time.monotonic()
     code = 0
     try:
-        pump.start()
-        while True:
-            timeout = tick
-            if idle_ms is not None:
-                remaining = idle_ms / 1000 - (time.monotonic() - last_record)
-                if remaining <= 0:
-                    break
-                timeout = remaining if timeout is None else min(timeout, remaining)
-            try:
-                kind, item = events.get(timeout=timeout)
-            except queue.Empty:
-                if live_status:
-                    sink.status(watcher.status_line())
-                continue
-            if kind == "end":
-                break
-            if kind == "error":
-                raise item
-            if kind == "reconnect":
-                watcher.reconnected(bool(item))
-                continue
-            # tail starts: adopt the session's resolved cursors once known
-            session = stream.session
-            if watcher.unknown and session is not None:
-                for name, start in session.topics.items():
-                    if name in watcher.unknown:
-                        watcher.unknown.discard(name)
-                        cursors[name] = max(cursors[name], start.from_seq)
-            before = watcher.delivered
-            done = watcher.handle(item)
-            if watcher.delivered > before:
-                last_record = time.monotonic()
-            if live_status:
-                sink.status(watcher.status_line())
-            if done:
-                break
+        if any(tracker.gap(gap) for gap in seek_gaps):
+            raise _GapStop
+        _Pump(stream, events).start()
+        _follow(watcher, stream, events, idle_ms)
     except _GapStop:
         code = EXIT_GAP
     except KeyboardInterrupt:
@@ -384,3 +350,70 @@ def watch(
     tracker.summary()
     if code:
         raise typer.Exit(code)
+
+
+def _starts(
+    client: Client, parsed: list[tuple[str, int | None]], pos: FromPos, cp: Checkpoint | None
+) -> tuple[dict[str, int | None], list[Gap]]:
+    """Each topic's start cursor (None: the tail) — checkpoint, else TOPIC@SEQ, else
+    ``--from`` — and the gaps a ``--from @TIME`` start already lies behind."""
+    from topics_cli.consume import seek_time
+    from topics_cli.positions import resolve_from
+
+    starts: dict[str, int | None] = {}
+    gaps: list[Gap] = []
+    for name, seq in parsed:
+        saved = cp.get(name) if cp is not None else None
+        if saved is not None or seq is not None:
+            starts[name] = saved if saved is not None else seq
+        elif pos.kind == "end":
+            starts[name] = None
+        elif pos.kind == "time":
+            starts[name], gap = seek_time(client, name, pos.value)
+            gaps.extend([gap] if gap is not None else [])
+        elif pos.kind in ("start", "seq"):
+            starts[name] = resolve_from(pos, 0, 1)
+        else:
+            state = client.topics.get(name, touch=False)
+            starts[name] = resolve_from(pos, state.head_seq, state.earliest_seq)
+    return starts, gaps
+
+
+def _follow(
+    watcher: _Watcher, stream: Any, events: queue.Queue[tuple[str, Any]], idle_ms: int | None
+) -> None:
+    """The main thread's loop: hand each event to ``watcher`` until it is done, the stream
+    ends, or ``idle_ms`` pass without a record; keeps the terminal status line fresh."""
+    sink = watcher.sink
+    live_status = sink.mode == "pretty" and sink.err_is_tty() and not sink.quiet
+    tick = 0.5 if live_status else None
+    last_record = time.monotonic()
+    while True:
+        timeout = tick
+        if idle_ms is not None:
+            remaining = idle_ms / 1000 - (time.monotonic() - last_record)
+            if remaining <= 0:
+                return
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        try:
+            kind, item = events.get(timeout=timeout)
+        except queue.Empty:
+            if live_status:
+                sink.status(watcher.status_line())
+            continue
+        if kind == "end":
+            return
+        if kind == "error":
+            raise item
+        if kind == "reconnect":
+            watcher.reconnected(bool(item))
+            continue
+        watcher.adopt_tail_starts(stream.session)
+        before = watcher.delivered
+        done = watcher.handle(item)
+        if watcher.delivered > before:
+            last_record = time.monotonic()
+        if live_status:
+            sink.status(watcher.status_line())
+        if done:
+            return
