@@ -22,7 +22,6 @@ import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from topics_server.engine.log import TopicLog, wait_any
@@ -96,14 +95,14 @@ class WatchSession:
     _snap: Cursors = field(default_factory=dict)
 
     def snapshot(self) -> Cursors:
-        """The whole cursor map, frozen; the same object until a cursor moves.
+        """A copy of the whole cursor map; the same object until a cursor moves.
 
         Events carry it so the composite cursor (SPEC §9.5) of an unchanged map
         is encoded once, however many frames share it.
         """
         key = tuple(self.cursors.values())
         if key != self._snap_key or not self._snap:
-            self._snap_key, self._snap = key, MappingProxyType(dict(self.cursors))
+            self._snap_key, self._snap = key, dict(self.cursors)
         return self._snap
 
 
