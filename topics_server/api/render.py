@@ -89,7 +89,8 @@ class SharedReads:
     ) -> Batch[bytes]:
         name = log.name
         key: _Key = (name, cursor, options.read_key)
-        if self._versions.get(name) == (log.instance_id, log.version):
+        version = (log.instance_id, log.version)
+        if self._versions.get(name) == version:
             entry = self._entries.get(key)
             if entry is not None:
                 self._entries.move_to_end(key)
@@ -98,7 +99,6 @@ class SharedReads:
         result = await self.engine.read(
             log, cursor, options.limit, options.max_batch_bytes, options.nodes, options.shape
         )
-        version = (log.instance_id, log.version)  # what was read (no await since)
         body = None
         if result.records:
             body = orjson.dumps(
@@ -111,22 +111,24 @@ class SharedReads:
                 }
             )
         batch = Batch(cursor, result.next_from_seq, result.head_seq, result.tombstone, body)
-        if self._versions.get(name) != version:
-            self._drop_topic(name)
-            self._versions[name] = version
-        self._put(key, _Entry(batch, ENTRY_BYTES + len(body or b""), owner))
+        cost = ENTRY_BYTES + len(body or b"")
+        # a read that waited on the store while the log moved on is nobody else's
+        if version == (log.instance_id, log.version) and cost <= self.max_bytes:
+            self._put(key, version, _Entry(batch, cost, owner))
         return batch
 
-    def _put(self, key: _Key, entry: _Entry) -> None:
-        if entry.cost > self.max_bytes:
-            return
-        if key in self._entries:
+    def _put(self, key: _Key, version: tuple[int, int], entry: _Entry) -> None:
+        topic = key[0]
+        if self._versions.get(topic) != version:
+            self._drop_topic(topic)
+        elif key in self._entries:
             self._drop(key)
         while self.bytes + entry.cost > self.max_bytes:
             self._drop(next(iter(self._entries)))
+        self._versions[topic] = version
         self._entries[key] = entry
         self.bytes += entry.cost
-        self._by_topic.setdefault(key[0], set()).add(key)
+        self._by_topic.setdefault(topic, set()).add(key)
         self._by_owner.setdefault(entry.owner, set()).add(key)
 
     def _drop(self, key: _Key) -> None:
