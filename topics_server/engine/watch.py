@@ -129,7 +129,9 @@ class Batch(Generic[P]):
 
 
 Reader: TypeAlias = Callable[[TopicLog, int, WatchOptions], Awaitable[Batch[P]]]
-"""Reads ``log`` after a cursor with the session's options (see :meth:`Watches.read`)."""
+"""Reads ``log`` after a cursor with the session's options, through :meth:`Engine.read`
+(``options.shape``, ``limit``, ``max_batch_bytes``, ``nodes``), and returns the batch with
+its records in whatever form the stream's consumer wants them."""
 
 
 # -- what a stream hands out (SPEC §9.3/§9.4) ----------------------------------
@@ -219,19 +221,6 @@ class Watches:
         session = WatchSession(new_wid(), options, dict(sorted(starts.items())), key_index)
         self.sessions[session.wid] = session
         return session
-
-    async def read(self, log: TopicLog, cursor: int, options: WatchOptions) -> Batch[list[Any]]:
-        """The plain :data:`Reader`: records as wire dicts, nothing shared."""
-        result = await self.engine.read(
-            log, cursor, options.limit, options.max_batch_bytes, options.nodes, options.shape
-        )
-        return Batch(
-            cursor,
-            result.next_from_seq,
-            result.head_seq,
-            result.tombstone,
-            result.records or None,
-        )
 
     async def stream(
         self, session: WatchSession, read: Reader[P]
