@@ -215,6 +215,7 @@ def main() -> None:
     parser.add_argument("--server-root", help="checkout whose server to run (default: this one)")
     parser.add_argument("--data", help="data directory to reuse (generated when empty)")
     args = parser.parse_args()
+    print(f"server code: {args.server_root or 'this checkout'}")
     data = Path(args.data or tempfile.mkdtemp(prefix="bench-watch-mem-")) / "data"
     if not (data / "topics.db").exists():
         data.mkdir(parents=True, exist_ok=True)

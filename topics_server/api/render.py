@@ -15,6 +15,7 @@ stream that replayed gigabytes leaves no trace in it once it is gone.
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from topics_server.engine.watch import (
     CaughtUp,
     Heartbeat,
     PassDone,
+    Reader,
     Records,
     ShuttingDown,
     Tombstone,
@@ -83,11 +85,12 @@ class SharedReads:
         return StreamReads(self)
 
     async def read(
-        self, log: TopicLog, cursor: int, options: WatchOptions, owner: StreamReads
+        self, log: TopicLog, cursor: int, options: WatchOptions, *, owner: StreamReads
     ) -> Batch[bytes]:
         name = log.name
         key: _Key = (name, cursor, options.read_key)
-        if self._versions.get(name) == (log.instance_id, log.version):
+        version = (log.instance_id, log.version)
+        if self._versions.get(name) == version:
             entry = self._entries.get(key)
             if entry is not None:
                 self._entries.move_to_end(key)
@@ -96,7 +99,6 @@ class SharedReads:
         result = await self.engine.read(
             log, cursor, options.limit, options.max_batch_bytes, options.nodes, options.shape
         )
-        version = (log.instance_id, log.version)  # what was read (no await since)
         body = None
         if result.records:
             body = orjson.dumps(
@@ -109,22 +111,24 @@ class SharedReads:
                 }
             )
         batch = Batch(cursor, result.next_from_seq, result.head_seq, result.tombstone, body)
-        if self._versions.get(name) != version:
-            self._drop_topic(name)
-            self._versions[name] = version
-        self._put(key, _Entry(batch, ENTRY_BYTES + len(body or b""), owner))
+        cost = ENTRY_BYTES + len(body or b"")
+        # a read that waited on the store while the log moved on is nobody else's
+        if version == (log.instance_id, log.version) and cost <= self.max_bytes:
+            self._put(key, version, _Entry(batch, cost, owner))
         return batch
 
-    def _put(self, key: _Key, entry: _Entry) -> None:
-        if entry.cost > self.max_bytes:
-            return
-        if key in self._entries:
+    def _put(self, key: _Key, version: tuple[int, int], entry: _Entry) -> None:
+        topic = key[0]
+        if self._versions.get(topic) != version:
+            self._drop_topic(topic)
+        elif key in self._entries:
             self._drop(key)
         while self.bytes + entry.cost > self.max_bytes:
             self._drop(next(iter(self._entries)))
+        self._versions[topic] = version
         self._entries[key] = entry
         self.bytes += entry.cost
-        self._by_topic.setdefault(key[0], set()).add(key)
+        self._by_topic.setdefault(topic, set()).add(key)
         self._by_owner.setdefault(entry.owner, set()).add(key)
 
     def _drop(self, key: _Key) -> None:
@@ -162,19 +166,14 @@ class SharedReads:
 
 
 class StreamReads:
-    """One stream's side of :class:`SharedReads` (a :data:`Reader`)."""
+    """One stream's handle on :class:`SharedReads`; :attr:`read` is its :data:`Reader`."""
 
-    __slots__ = ("rendered", "shared")
+    __slots__ = ("read", "rendered", "shared")
 
     def __init__(self, shared: SharedReads) -> None:
         self.shared = shared
+        self.read: Reader[bytes] = functools.partial(shared.read, owner=self)
         self.rendered = 0  # record bytes this stream sent
-
-    async def __call__(self, log: TopicLog, cursor: int, options: WatchOptions) -> Batch[bytes]:
-        batch = await self.shared.read(log, cursor, options, self)
-        if batch.records is not None:
-            self.rendered += len(batch.records)
-        return batch
 
     def close(self) -> None:
         self.shared.close(self)
@@ -198,7 +197,7 @@ async def render(
 ) -> AsyncIterator[bytes]:
     """The bytes of one watch connection (SPEC §9.3/§9.4)."""
     reads = shared.open()
-    events = engine.watches.stream(session, reads)
+    events = engine.watches.stream(session, reads.read)
     ids: tuple[Mapping[str, int] | None, str] = (None, "")
 
     def cursor_id(cursors: Mapping[str, int]) -> str:
@@ -216,32 +215,35 @@ async def render(
                 head = f"id: {cursor_id(event.cursors)}\nevent: record\ndata: ".encode()
                 body = event.batch.records
                 assert body is not None
+                reads.rendered += len(body)
                 if len(body) >= FLUSH_BYTES:  # sent as is: no copy of a big batch
                     out.append(head)
                     yield b"".join(out)
                     yield body
-                    out, size = [b"\n\n"], 2
+                    yield b"\n\n"
+                    out, size = [], 0
                     continue
                 out += (head, body, b"\n\n")
                 size += len(head) + len(body) + 2
-            elif isinstance(event, Tombstone):
-                chunk = frame("tombstone", event.gap, cursor_id(event.cursors))
-                out.append(chunk)
-                size += len(chunk)
             elif isinstance(event, CaughtUp):
                 data = {"topic": event.topic, "head_seq": event.head_seq}
                 chunk = frame("caught-up", data, cursor_id(event.cursors))
                 out.append(chunk)
                 size += len(chunk)
-            elif isinstance(event, TopicDeleted):
-                data = {"topic": event.topic, "head_seq": 0, "reason": "deleted"}
-                out.append(frame("topic-deleted", data, cursor_id(event.cursors)))
-                size = FLUSH_BYTES
+            elif isinstance(event, PassDone):
+                size = FLUSH_BYTES  # the stream may wait now: send what is pending
+            elif isinstance(event, Tombstone):
+                chunk = frame("tombstone", event.gap, cursor_id(event.cursors))
+                out.append(chunk)
+                size += len(chunk)
             elif isinstance(event, Heartbeat):
                 out.append(comment(f"hb {event.at_ms}"))
                 size = FLUSH_BYTES
-            elif isinstance(event, PassDone):
-                size = FLUSH_BYTES  # about to wait: send what is pending
+            elif isinstance(event, TopicDeleted):
+                data = {"topic": event.topic, "head_seq": 0, "reason": "deleted"}
+                chunk = frame("topic-deleted", data, cursor_id(event.cursors))
+                out.append(chunk)
+                size += len(chunk)
             elif isinstance(event, ShuttingDown):
                 error = {"code": "server_shutting_down", "error": "server shutting down"}
                 out.append(frame("error", error))

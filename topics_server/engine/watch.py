@@ -22,7 +22,6 @@ import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from topics_server.engine.log import TopicLog, wait_any
@@ -96,14 +95,14 @@ class WatchSession:
     _snap: Cursors = field(default_factory=dict)
 
     def snapshot(self) -> Cursors:
-        """The whole cursor map, frozen; the same object until a cursor moves.
+        """A copy of the whole cursor map; the same object until a cursor moves.
 
         Events carry it so the composite cursor (SPEC §9.5) of an unchanged map
         is encoded once, however many frames share it.
         """
         key = tuple(self.cursors.values())
         if key != self._snap_key or not self._snap:
-            self._snap_key, self._snap = key, MappingProxyType(dict(self.cursors))
+            self._snap_key, self._snap = key, dict(self.cursors)
         return self._snap
 
 
@@ -130,7 +129,9 @@ class Batch(Generic[P]):
 
 
 Reader: TypeAlias = Callable[[TopicLog, int, WatchOptions], Awaitable[Batch[P]]]
-"""Reads ``log`` after a cursor with the session's options (see :meth:`Watches.read`)."""
+"""Reads ``log`` after a cursor with the session's options, through :meth:`Engine.read`
+(``options.shape``, ``limit``, ``max_batch_bytes``, ``nodes``), and returns the batch with
+its records in whatever form the stream's consumer wants them."""
 
 
 # -- what a stream hands out (SPEC §9.3/§9.4) ----------------------------------
@@ -220,19 +221,6 @@ class Watches:
         session = WatchSession(new_wid(), options, dict(sorted(starts.items())), key_index)
         self.sessions[session.wid] = session
         return session
-
-    async def read(self, log: TopicLog, cursor: int, options: WatchOptions) -> Batch[list[Any]]:
-        """The plain :data:`Reader`: records as wire dicts, nothing shared."""
-        result = await self.engine.read(
-            log, cursor, options.limit, options.max_batch_bytes, options.nodes, options.shape
-        )
-        return Batch(
-            cursor,
-            result.next_from_seq,
-            result.head_seq,
-            result.tombstone,
-            result.records or None,
-        )
 
     async def stream(
         self, session: WatchSession, read: Reader[P]
