@@ -23,6 +23,7 @@ from .._config import (
 from .._exceptions import NotFoundError, TopicNotFoundError
 from .._models.watch import WatchSession
 from .._sse import TopicDeletedEvent, WatchCursor, WatchEvent
+from .._twins import twin_of
 from ._resource import AsyncResource, SyncResource, json_parser
 from ._streaming import StreamTarget, aiter_stream, iter_stream
 
@@ -222,6 +223,7 @@ class WatchStream:
         self.close()
 
 
+@twin_of(WatchStream)
 class AsyncWatchStream:
     """Async twin of :class:`WatchStream`."""
 
@@ -354,6 +356,7 @@ class Watch(SyncResource):
         return WatchStream(self._client, spec)
 
 
+@twin_of(Watch)
 class AsyncWatch(AsyncResource):
     async def create(
         self,
