@@ -32,6 +32,7 @@ from ._base import (
 from ._config import DEFAULT_MAX_RETRIES, NOT_GIVEN, NotGiven, resolve_api_key, resolve_base_url
 from ._http import httpx
 from ._response import parse_response
+from ._twins import twin_of
 
 if TYPE_CHECKING:
     from ._models.probes import Health, Metrics, Ready
@@ -200,6 +201,7 @@ class Client(BaseClient):
         return f"<topics_client.Client {self.base_url}>"
 
 
+@twin_of(Client)
 class AsyncClient(BaseClient):
     """Asynchronous twin of :class:`Client` on ``httpx.AsyncClient`` (asyncio or trio)."""
 

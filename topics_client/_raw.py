@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ._response import async_raw_method, raw_method
+from ._twins import twin_of
 
 if TYPE_CHECKING:
     from ._client import AsyncClient, Client
@@ -100,6 +101,7 @@ class ClientWithRawResponse:
         return raw_method(self._probes.metrics_json)
 
 
+@twin_of(TopicsWithRawResponse)
 class AsyncTopicsWithRawResponse:
     def __init__(self, client: AsyncClient) -> None:
         raw = client.topics._as_raw()
@@ -113,6 +115,7 @@ class AsyncTopicsWithRawResponse:
         self.delete_records = async_raw_method(raw.delete_records)
 
 
+@twin_of(RoutersWithRawResponse)
 class AsyncRoutersWithRawResponse:
     def __init__(self, client: AsyncClient) -> None:
         raw = client.routers._as_raw()
@@ -122,6 +125,7 @@ class AsyncRoutersWithRawResponse:
         self.delete = async_raw_method(raw.delete)
 
 
+@twin_of(QueuesWithRawResponse)
 class AsyncQueuesWithRawResponse:
     def __init__(self, client: AsyncClient) -> None:
         raw = client.queues._as_raw()
@@ -131,11 +135,13 @@ class AsyncQueuesWithRawResponse:
         self.extend = async_raw_method(raw.extend)
 
 
+@twin_of(WatchWithRawResponse)
 class AsyncWatchWithRawResponse:
     def __init__(self, client: AsyncClient) -> None:
         self.create = async_raw_method(client.watch._as_raw().create)
 
 
+@twin_of(ClientWithRawResponse)
 class AsyncClientWithRawResponse:
     """Each resource view is built (and its module imported) on first access."""
 

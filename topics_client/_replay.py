@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._config import DEFAULT_FOLLOW_WAIT_MS, DEFAULT_REPLAY_LIMIT
 from ._exceptions import GapError
 from ._models.records import DiffResult, Gap, Record
+from ._twins import twin_of
 
 if TYPE_CHECKING:
     from .resources.topics import AsyncTopics, Topics
@@ -215,6 +216,7 @@ class Replay:
             self._position = end
 
 
+@twin_of(Replay)
 class AsyncReplay:
     """Async twin of :class:`Replay`: ``async for item in replay`` / ``replay.batches()``."""
 

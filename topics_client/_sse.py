@@ -139,6 +139,7 @@ class WatchCursor:
         self.last_event_id: str | None = None
         self.deleted: set[str] = set()
         self.error: StreamErrorEvent | None = None
+        self.duplicates = 0  # records re-sent at or below the cursor and dropped
 
     def adopt(self, starts: Mapping[str, int]) -> None:
         """Seed cursors for topics not yet tracked (e.g. resolved ``tail`` starts)."""
@@ -193,7 +194,9 @@ class WatchCursor:
         seen = self.positions.get(topic, 0)
         records = tuple(map(parse_record, body.get("records", ())))
         if records and records[0].seq <= seen:
-            records = tuple(r for r in records if r.seq > seen)
+            fresh = tuple(r for r in records if r.seq > seen)
+            self.duplicates += len(records) - len(fresh)
+            records = fresh
         to_seq = body.get("to_seq", records[-1].seq if records else seen)
         self.positions[topic] = max(seen, to_seq)
         if not records:

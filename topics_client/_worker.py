@@ -46,6 +46,7 @@ from ._config import (
 from ._exceptions import StreamError
 from ._http import httpx
 from ._models.queues import Job
+from ._twins import twin_of
 from .resources._streaming import aiter_stream, iter_stream
 from .resources.queues import work_spec
 
@@ -210,7 +211,11 @@ class Worker:
         return self.options.node
 
     def stop(self) -> None:
-        """Stop gracefully; safe from any thread, a signal handler or a handler."""
+        """Stop gracefully: running handlers finish and settle, unstarted jobs are released.
+
+        ``Worker``: safe from any thread, a signal handler or a handler; ``AsyncWorker``:
+        call it from the worker's event loop (a handler may).
+        """
         self._stop.set()
 
     @property
@@ -359,10 +364,14 @@ class Worker:
             closing.set()
             _wake(spec.response)
 
+        def pause(delay: float) -> None:
+            # Between connections: once stopping there is nothing left to hold open.
+            closing.wait(None if self._stop.is_set() else delay)
+
         watcher = threading.Thread(target=closer, daemon=True)
         watcher.start()
         try:
-            for event in iter_stream(self.client, spec, sleep=closing.wait):
+            for event in iter_stream(self.client, spec, sleep=pause):
                 if not isinstance(event, Job):
                     if event.terminal:
                         raise StreamError(f"/work stream ended: {event.message}")
@@ -396,6 +405,7 @@ class Worker:
 # ---------------------------------------------------------------------------- async
 
 
+@twin_of(Worker)
 class AsyncWorker:
     """Process a queue with an async handler, ``concurrency`` jobs at a time."""
 
@@ -439,7 +449,6 @@ class AsyncWorker:
         return self.options.node
 
     def stop(self) -> None:
-        """Stop gracefully (call from the worker's event loop)."""
         self._stop.set()
 
     @property
@@ -558,12 +567,19 @@ class AsyncWorker:
             finally:
                 self._inflight.discard([job])
 
+        async def pause(delay: float) -> None:
+            # Between connections: once stopping there is nothing left to hold open, so
+            # wait to be cancelled rather than reconnect.
+            if self._stop.is_set():
+                await asyncio.Event().wait()
+            await self._sleep(delay)
+
         async def read() -> None:
             opts = self.options
             # No stop predicate: the stream stays open until running handlers have
             # settled, then this task is cancelled (which closes it).
             spec = work_spec(opts.topic, opts.node, opts.concurrency, lease_ms, self.max_reconnects)
-            async for event in aiter_stream(self.client, spec, sleep=self._sleep):
+            async for event in aiter_stream(self.client, spec, sleep=pause):
                 if not isinstance(event, Job):
                     if event.terminal:
                         raise StreamError(f"/work stream ended: {event.message}")

@@ -183,7 +183,8 @@ class Proxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.accepted = 0
-        self.frozen = threading.Event()  # frozen: bytes stop flowing, sockets stay open
+        self._flowing = threading.Event()  # cleared while frozen: sockets stay open, silent
+        self._flowing.set()
         self._lock = threading.Lock()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._closed = False
@@ -208,8 +209,9 @@ class Proxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                while self.frozen.is_set() and not self._closed:
-                    time.sleep(0.005)  # hold the bytes: the peer sees a silent connection
+                self._flowing.wait()  # hold the bytes: the peer sees a silent connection
+                if self._closed:
+                    break
                 dst.sendall(data)
         except OSError:
             pass
@@ -217,6 +219,13 @@ class Proxy:
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+    def freeze(self) -> None:
+        """Stop every byte on every connection, keeping the sockets open."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     def cut(self) -> None:
         """Drop every open connection at once (a network failure)."""
@@ -230,6 +239,7 @@ class Proxy:
 
     def close(self) -> None:
         self._closed = True
+        self._flowing.set()  # release held pumps: they see the close and stop
         self.listener.close()
         self.cut()
 
@@ -480,13 +490,13 @@ def test_silent_connection_is_replaced_by_the_watchdog(
     def on_event(event: WatchEvent, seen: Watched) -> None:
         if isinstance(event, CaughtUpEvent) and event.head_seq == 2:
             state["connections"] = proxy.accepted
-            proxy.frozen.set()
+            proxy.freeze()
             write_values(client, topic, range(2, 4))
             state["frozen_at"] = time.monotonic()
 
             def thaw() -> None:  # new connections must flow again: thaw once one arrives
                 until_true(lambda: proxy.accepted > state["connections"], 30, "reconnect")
-                proxy.frozen.clear()
+                proxy.thaw()
 
             threading.Thread(target=thaw, daemon=True).start()
 
@@ -508,7 +518,8 @@ def test_server_restart_under_live_watch_loses_nothing(
     url = restartable.url
     with Client(url) as setup:
         setup.topics.put(topic, durable=True)
-    down = threading.Event()  # set while the server process is stopped
+    down = threading.Event()  # set once the server process was stopped
+    up = threading.Event()  # set once it was started again
     produced = threading.Event()
     errors: list[BaseException] = []
     retries = {"n": 0}
@@ -521,16 +532,14 @@ def test_server_restart_under_live_watch_loses_nothing(
                         assert down.wait(30), "the server was never stopped"
                     key = f"batch-{batch}"
                     values = range(batch * per_batch, (batch + 1) * per_batch)
-                    deadline = time.monotonic() + 30
-                    while True:  # the same idempotency key across the restart: no duplicates
-                        try:
-                            write_values(producer, topic, values, idempotency_key=key)
-                            break
-                        except (APIConnectionError, ServiceUnavailableError):
-                            retries["n"] += 1
-                            if time.monotonic() > deadline:
-                                raise
-                            time.sleep(0.02)
+                    try:  # the same idempotency key across the restart: no duplicates
+                        write_values(producer, topic, values, idempotency_key=key)
+                    except (APIConnectionError, ServiceUnavailableError):
+                        retries["n"] += 1
+                        assert up.wait(30), "the server never came back"
+                        # back up, maybe still recovering: the client's own retries wait
+                        patient = producer.with_options(max_retries=8)
+                        write_values(patient, topic, values, idempotency_key=key)
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
         finally:
@@ -548,6 +557,7 @@ def test_server_restart_under_live_watch_loses_nothing(
             restartable.stop()  # same port and data dir on start; the session is gone
             down.set()
             restartable.start()
+            up.set()
 
     expected = total_batches * per_batch
     seen = watch(

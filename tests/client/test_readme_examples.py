@@ -1,8 +1,9 @@
 """The README's "Python client" recipes, run as written against the real server.
 
-``EXAMPLES`` holds the four code blocks verbatim. Once README.md has its "## Python client"
-section, :func:`test_readme_blocks_are_these_examples` holds the two copies equal, so an
-edit to either side that is not made to the other fails here.
+``EXAMPLES`` holds the four code blocks verbatim and
+:func:`test_readme_blocks_are_these_examples` holds README.md's "## Python client" section
+to them, so an edit to either side that is not made to the other fails here, and so does
+a renamed or missing section.
 """
 
 from __future__ import annotations
@@ -171,18 +172,14 @@ def test_two_node_mirror_is_echo_free(run_example: Runner) -> None:
     ]
 
 
-def _readme_blocks() -> list[str] | None:
+def _readme_blocks() -> list[str]:
     text = README.read_text()
     start = text.find(SECTION + "\n")
-    if start < 0:
-        return None
+    assert start >= 0, f"README.md has no {SECTION!r} section"
     end = text.find("\n## ", start + len(SECTION))
     section = text[start : end if end >= 0 else len(text)]
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
 def test_readme_blocks_are_these_examples() -> None:
-    blocks = _readme_blocks()
-    if blocks is None:  # section not merged into README.md yet: nothing to compare
-        return
-    assert blocks == EXAMPLES
+    assert _readme_blocks() == EXAMPLES

@@ -66,7 +66,13 @@ def test_cut_mid_frame_resumes_with_last_event_id() -> None:
             Conn([rewound, frame("caught-up", {"topic": "a", "head_seq": 5}), END]),
         ]
     )
-    events, cursors = run(server, {"a": 0})
+    with (
+        Client("http://h", transport=httpx.MockTransport(server)) as client,
+        client.watch.stream({"a": 0}) as stream,
+    ):
+        events, cursors = list(stream), stream.cursors
+        # record 2 came again on the second connection: dropped and counted
+        assert (stream.duplicates_dropped, stream.connections, stream.sessions) == (1, 2, 1)
     assert seqs(events) == [1, 2, 3, 4, 5]
     assert server.gets[1].headers["last-event-id"] == cid({"a": 2})
     assert "last-event-id" not in server.gets[0].headers
@@ -107,7 +113,12 @@ def test_collected_session_is_recreated_from_composite_cursor() -> None:
             Conn([records_frame("a", [4], from_seq=3, event_id=cid({"a": 4, "b": 9})), END]),
         ]
     )
-    events, cursors = run(server, {"a": 0, "b": 2})
+    with (
+        Client("http://h", transport=httpx.MockTransport(server)) as client,
+        client.watch.stream({"a": 0, "b": 2}) as stream,
+    ):
+        events, cursors = list(stream), stream.cursors
+        assert (stream.duplicates_dropped, stream.connections, stream.sessions) == (0, 3, 2)
     assert seqs(events) == [1, 3, 4]
     assert server.posts[0]["topics"] == {"a": {"from_seq": 0}, "b": {"from_seq": 2}}
     assert server.posts[1]["topics"] == {"a": {"from_seq": 3}, "b": {"from_seq": 9}}

@@ -164,22 +164,40 @@ def test_poison_job_is_dead_lettered(client: Client, topic: str) -> None:
     assert worker.stats.failed == 2
 
 
-def test_leases_are_extended_while_a_handler_runs(client: Client, topic: str) -> None:
+def test_leases_are_extended_while_a_handler_runs(
+    client: Client, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_queue(client, topic, 1)
     release = threading.Event()
     running = threading.Event()
+    extended = threading.Condition()
+    extends: list[int] = []
 
     def handler(job: Job) -> None:
         running.set()
-        assert release.wait(10)
+        assert release.wait(20)
 
     worker = Worker(client, topic, handler, lease_ms=300)
+    real_extend = client.queues.extend
+
+    def counting_extend(*args: Any, **kwargs: Any) -> Any:
+        result = real_extend(*args, **kwargs)
+        with extended:
+            extends.append(result.extended)
+            extended.notify_all()
+        return result
+
+    monkeypatch.setattr(client.queues, "extend", counting_extend)
     thread = run_in_thread(worker, until_idle=True)
     assert running.wait(10)
-    deadline = time.monotonic() + 1.2  # four lease lengths
-    while time.monotonic() < deadline:
+    started = time.monotonic()
+    # Four extensions, each a third of a lease apart: the job is held past its first
+    # lease, and a thief's claim finds nothing after every one of them.
+    for beat in range(1, 5):
+        with extended:
+            assert extended.wait_for(lambda n=beat: len(extends) >= n, 10)  # type: ignore[misc]
         assert client.queues.claim(topic, node="thief").count == 0
-        time.sleep(0.05)
+    assert time.monotonic() - started > 0.3 and set(extends) == {1}
     release.set()
     join_worker(thread)
     assert worker.stats.acked == 1 and worker.stats.lost == 0
@@ -205,19 +223,21 @@ def test_concurrent_handlers_in_a_pool(client: Client, topic: str) -> None:
     peak = 0
     lock = threading.Lock()
 
+    together = threading.Barrier(4, timeout=10)  # four handlers in flight at once, or fail
+
     def handler(job: Job) -> None:
         nonlocal active, peak
         with lock:
             active += 1
             peak = max(peak, active)
-        time.sleep(0.01)
+        together.wait()
         with lock:
             active -= 1
 
     stats = Worker(client, topic, handler, concurrency=4, batch=20, lease_ms=10_000).run(
         until_idle=True
     )
-    assert stats.acked == 40 and 1 < peak <= 4
+    assert stats.acked == 40 and stats.failed == 0 and peak == 4
 
 
 def test_competing_workers_never_hold_the_same_job(base_url: str, topic: str) -> None:
@@ -228,13 +248,16 @@ def test_competing_workers_never_hold_the_same_job(base_url: str, topic: str) ->
     lock = threading.Lock()
     clash: list[int] = []
 
+    both = threading.Condition(lock)  # held jobs overlap across the two workers
+
     def handler(job: Job) -> None:
         with lock:
             if job.seq in holding:
                 clash.append(job.seq)
             holding.add(job.seq)
-        time.sleep(0.001)
-        with lock:
+            both.notify_all()
+            # hold the job while the other worker holds one too (or briefly, at the tail)
+            both.wait_for(lambda: len(holding) > 1, 0.05)
             holding.discard(job.seq)
             done.append(job.seq)
 
@@ -469,9 +492,12 @@ def test_async_stream_worker_and_graceful_stop(base_url: str, topic: str) -> Non
             gate = asyncio.Event()
             worker: AsyncWorker
 
+            held = asyncio.Event()
+
             async def handler(job: Job) -> None:
                 if len(done) == 8:
                     worker.stop()
+                    held.set()
                     await gate.wait()  # stop waits for the running handler
                 done.append(job.seq)
 
@@ -479,7 +505,8 @@ def test_async_stream_worker_and_graceful_stop(base_url: str, topic: str) -> Non
                 client, topic, handler, stream=True, concurrency=1, lease_ms=60_000
             )
             run = asyncio.create_task(worker.run())
-            await asyncio.sleep(0.2)
+            await asyncio.wait_for(held.wait(), 20)
+            assert not run.done()  # stopped, yet waiting for the handler in hand
             gate.set()
             stats = await asyncio.wait_for(run, 20)
             assert stats.acked == len(done) == 9

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .._base import Call
 from .._models.probes import Health, Metrics, Ready
+from .._twins import twin_of
 from ._resource import AsyncResource, SyncResource, json_parser, text_parser
 
 __all__ = ["AsyncProbes", "Probes"]
@@ -35,6 +36,7 @@ class Probes(SyncResource):
         return self._request(_METRICS_JSON, _metrics_parser)
 
 
+@twin_of(Probes)
 class AsyncProbes(AsyncResource):
     async def health(self) -> Health:
         return await self._request(_HEALTH, _health_parser)

@@ -13,6 +13,7 @@ from .._exceptions import NotFoundError
 from .._http import httpx
 from .._models.queues import AckResult, ClaimResult, ExtendResult, Job, NackResult
 from .._sse import SHUTTING_DOWN, StreamErrorEvent, decode_error_frame, decode_job_frame
+from .._twins import twin_of
 from ._resource import AsyncResource, SyncResource, json_parser
 from ._streaming import StreamTarget, aiter_stream, iter_stream
 
@@ -165,6 +166,7 @@ class WorkStream:
         self.close()
 
 
+@twin_of(WorkStream)
 class AsyncWorkStream:
     def __init__(self, client: AsyncClient, spec: _WorkSpec) -> None:
         self._iter = aiter_stream(client, spec)
@@ -248,6 +250,7 @@ class Queues(SyncResource):
         return WorkStream(self._client, work_spec(topic, node, max, lease_ms, max_reconnects))
 
 
+@twin_of(Queues)
 class AsyncQueues(AsyncResource):
     async def claim(
         self, topic: str, *, node: str, max: int | None = None, lease_ms: int | None = None

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from .._base import Call, path
 from .._models.routers import Router, RouterDeleteResult, RouterPage, RouterSummary
+from .._twins import twin_of
 from ._resource import AsyncResource, SyncResource, json_parser
 
 __all__ = ["AsyncRouters", "Routers"]
@@ -123,6 +124,7 @@ class Routers(SyncResource):
         return self._request(Call("DELETE", path("routers", router)), _delete_parser)
 
 
+@twin_of(Routers)
 class AsyncRouters(AsyncResource):
     async def put(
         self,

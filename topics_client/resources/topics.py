@@ -10,6 +10,7 @@ from .._base import Call, bool_param, decode_json, path
 from .._config import DEFAULT_FOLLOW_WAIT_MS, DEFAULT_REPLAY_LIMIT
 from .._http import httpx
 from .._models.writes import DeleteRecordsResult, NewRecord, WriteResult
+from .._twins import twin_of
 from ._resource import AsyncResource, SyncResource, json_parser
 
 if TYPE_CHECKING:  # replay and the topic/diff models load on first use: a put needs neither
@@ -390,6 +391,7 @@ class Topics(SyncResource):
 # ------------------------------------------------------------------ async
 
 
+@twin_of(Topics)
 class AsyncTopics(AsyncResource):
     async def put(
         self,

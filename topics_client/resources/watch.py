@@ -23,6 +23,7 @@ from .._config import (
 from .._exceptions import NotFoundError, TopicNotFoundError
 from .._models.watch import WatchSession
 from .._sse import TopicDeletedEvent, WatchCursor, WatchEvent
+from .._twins import twin_of
 from ._resource import AsyncResource, SyncResource, json_parser
 from ._streaming import StreamTarget, aiter_stream, iter_stream
 
@@ -95,6 +96,8 @@ class _WatchSpec:
         self.cursor = WatchCursor({t: s for t, s in starts.items() if s is not None})
         self.session: WatchSession | None = None
         self.created = False  # a session existed once: later POSTs re-create it
+        self.sessions = 0
+        self.connections = 0
         self.pending: list[WatchEvent] = []
         hb = clamp_heartbeat_ms(options.get("heartbeat_ms", DEFAULT_HEARTBEAT_MS))
         self.watchdog = 2 * hb / 1000.0 + WATCHDOG_SLACK
@@ -119,6 +122,7 @@ class _WatchSpec:
     def adopt(self, session: WatchSession) -> None:
         self.session = session
         self.created = True
+        self.sessions += 1
         self.cursor.adopt({t: s.from_seq for t, s in session.topics.items()})
         for topic in self.live_topics():
             if self.lenient and topic not in session.topics:  # dropped by ?lenient=true
@@ -150,7 +154,8 @@ class _WatchSpec:
         return pending
 
     def connected(self, response: object) -> None:
-        pass
+        if response is not None:
+            self.connections += 1
 
 
 def _initial(start: int | None) -> dict[str, Any]:
@@ -187,6 +192,24 @@ class WatchStream:
     def session(self) -> WatchSession | None:
         return self._spec.session
 
+    @property
+    def connections(self) -> int:
+        """Stream requests answered so far (refusals included); each after the first is a
+        reconnect."""
+        return self._spec.connections
+
+    @property
+    def sessions(self) -> int:
+        """Watch sessions created so far; more than one means a collected session was
+        re-created from the cursors."""
+        return self._spec.sessions
+
+    @property
+    def duplicates_dropped(self) -> int:
+        """Records a reconnect re-sent at or below the cursors, dropped so the caller
+        never sees one twice."""
+        return self._spec.cursor.duplicates
+
     def _prepare(self) -> None:
         spec = self._spec
         while spec.session is None and spec.live_topics():
@@ -222,6 +245,7 @@ class WatchStream:
         self.close()
 
 
+@twin_of(WatchStream)
 class AsyncWatchStream:
     """Async twin of :class:`WatchStream`."""
 
@@ -241,6 +265,24 @@ class AsyncWatchStream:
     @property
     def session(self) -> WatchSession | None:
         return self._spec.session
+
+    @property
+    def connections(self) -> int:
+        """Stream requests answered so far (refusals included); each after the first is a
+        reconnect."""
+        return self._spec.connections
+
+    @property
+    def sessions(self) -> int:
+        """Watch sessions created so far; more than one means a collected session was
+        re-created from the cursors."""
+        return self._spec.sessions
+
+    @property
+    def duplicates_dropped(self) -> int:
+        """Records a reconnect re-sent at or below the cursors, dropped so the caller
+        never sees one twice."""
+        return self._spec.cursor.duplicates
 
     async def _prepare(self) -> None:
         spec = self._spec
@@ -354,6 +396,7 @@ class Watch(SyncResource):
         return WatchStream(self._client, spec)
 
 
+@twin_of(Watch)
 class AsyncWatch(AsyncResource):
     async def create(
         self,
