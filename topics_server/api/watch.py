@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from topics_server.api.common import (
+    check_accept,
     engine_of,
     key_of,
     parse_nodes,
@@ -22,7 +23,7 @@ from topics_server.errors import ApiError, invalid_request, throttled, topic_not
 from topics_server.sse import decode_cursor
 from topics_server.wire import U32_MAX, as_bool, as_object, as_u64, json_response, query_bool
 
-__all__ = ["SSE_HEADERS", "check_accept", "create_watch", "sse_slot", "stream_watch"]
+__all__ = ["SSE_HEADERS", "create_watch", "sse_slot", "stream_watch"]
 
 SSE_HEADERS = {
     "cache-control": "no-store",
@@ -106,12 +107,6 @@ async def create_watch(request: Request) -> Response:
         },
         started,
     )
-
-
-def check_accept(request: Request) -> None:
-    accept = request.headers.get("accept")
-    if accept is not None and "text/event-stream" not in accept and "*/*" not in accept:
-        raise ApiError(406, "not_acceptable", "this endpoint only speaks text/event-stream")
 
 
 def sse_slot(request: Request) -> None:
