@@ -10,7 +10,7 @@ here is uvicorn's httptools protocol, handed to ``uvicorn.Config(http=...)``, wi
 - an idle deadline for the body: no byte for ``body_timeout`` closes it. The
   handler reading the body then sees a disconnect, logged as one line;
 - a cap on open connections: a connection past it gets a short grace to send
-  its request, which is answered ``503`` with ``Retry-After`` (by
+  its request, which is answered ``429 throttled`` with ``Retry-After`` (by
   :class:`topics_server.middleware.ConnectionCap`) and closed.
 """
 
@@ -32,7 +32,7 @@ log = logging.getLogger("topics_server")
 # a connection past the cap has this long to send its request before it is closed
 OVER_CAP_GRACE_S = 1.0
 # descriptors kept back from the connection cap: the store, the listener, stdio,
-# and connections accepted past the cap while they wait for their 503
+# and connections accepted past the cap while they wait for their 429
 FD_RESERVE_FRACTION = 4
 
 

@@ -72,7 +72,7 @@ def path_segments(scope: Scope) -> list[str]:
 
 
 class ConnectionCap:
-    """Requests on a connection the server accepted past its cap get 503 and a close."""
+    """Requests on a connection the server accepted past its cap get 429 and a close."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -82,9 +82,10 @@ class ConnectionCap:
             await self.app(scope, receive, send)
             return
         cap = scope[OVER_CAPACITY]
+        # a resource cap like the others of SPEC §13: 429 throttled, Retry-After 1
         error = ApiError(
-            503,
-            "over_capacity",
+            429,
+            "throttled",
             f"the server holds its maximum of {cap} connections; retry shortly",
             {"limit": "max_connections", "max": cap},
         )

@@ -265,7 +265,7 @@ def test_client_leaving_mid_body_is_one_log_line(
         assert_error(http.get(f"/v0/topics/{name}"), 404, "topic_not_found")
 
 
-def test_connections_past_the_cap_get_503_with_retry_after(
+def test_connections_past_the_cap_get_429_with_retry_after(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
     server = server_factory(env={"TOPICS_MAX_CONNECTIONS": "8"})
@@ -275,13 +275,13 @@ def test_connections_past_the_cap_get_503_with_retry_after(
             return fresh.get("/v0/health")
 
     with sockets(server.port, 8):
-        resp = poll(probe, lambda r: r.status_code == 503, timeout=10)
+        resp = poll(probe, lambda r: r.status_code == 429, timeout=10)
         assert resp.headers["retry-after"] == "1"
         assert resp.headers["connection"] == "close"
         assert resp.headers["content-type"].startswith("application/json")
         assert resp.json() == {
             "error": {
-                "code": "over_capacity",
+                "code": "throttled",
                 "message": "the server holds its maximum of 8 connections; retry shortly",
                 "detail": {"limit": "max_connections", "max": 8},
             }
