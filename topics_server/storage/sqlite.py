@@ -85,6 +85,7 @@ SCHEMA_VERSION = 1
 _T = TypeVar("_T")
 log = logging.getLogger("topics.store")
 MAX_INT64 = (1 << 63) - 1
+READER_CACHE_KIB = 2048
 READERS = 2  # threads (each with its own WAL reader connection) serving cold reads
 MAX_GROUP = 1024  # operations folded into one transaction at most
 RESERVE_NAME = "RESERVE"
@@ -166,7 +167,7 @@ class _Op:
         return all(change.freeing for change in self.changes)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, cache_kib: int = 16384) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -174,7 +175,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     # zero deleted content only where it costs no extra I/O: a delete on a full disk must
     # not write every freed page again (some SQLite builds default to secure_delete=ON)
     conn.execute("PRAGMA secure_delete=FAST")
-    conn.execute("PRAGMA cache_size=-16384")  # 16 MiB page cache per connection
+    conn.execute(f"PRAGMA cache_size=-{cache_kib}")  # the writer's 16 MiB holds hot pages
     return conn
 
 
@@ -596,7 +597,8 @@ class SqliteStore:
     def _reader_conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = _connect(self.path)
+            # cold reads stream through once: a small cache keeps their memory small
+            conn = self._local.conn = _connect(self.path, READER_CACHE_KIB)
             self._reader_conns.append(conn)
         return conn
 
