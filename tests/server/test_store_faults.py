@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.server._helpers import poll
 from tests.serverproc import ServerProcess
 
 Op = Callable[[httpx.Client], httpx.Response]
@@ -235,5 +236,64 @@ def test_full_store_still_deletes_and_reports_it(server: tuple[ServerProcess, Pa
         assert c.get("/v0/ready").json()["storage"] == "ok"
         metrics = c.get("/v0/metrics").text
         assert "topics_storage_full 0" in metrics
+    finally:
+        c.close()
+
+
+def test_router_that_cannot_forward_stalls_visibly_and_resumes(
+    server: tuple[ServerProcess, Path],
+) -> None:
+    proc, armed = server
+    _arm(armed, "")
+    c = _fresh(proc)
+    try:
+        # the router's copies commit with its cursor: failing the cursor fails the copy
+        _arm(armed, "router_cursor=inf*error")
+        assert c.post("/v0/topics/gone", json={"records": [{"data": "x"}]}).status_code == 200
+        router = poll(
+            lambda: c.get("/v0/routers/r1").json(), lambda r: r["state"] == "stalled", timeout=10
+        )
+        assert "failpoint router_cursor" in router["reason"]
+        assert "topics_routers_stalled 1" in c.get("/v0/metrics").text
+        assert _snapshot(c)["topics"].get("copy", {}).get("records", []) == []
+        _arm(armed, "")
+        poll(lambda: c.get("/v0/routers/r1").json(), lambda r: r["state"] == "running", timeout=15)
+        copies = [rec[1] for rec in _snapshot(c)["topics"]["copy"]["records"]]
+        assert copies == ["x"], "each record is copied exactly once after the stall"
+        assert "topics_routers_stalled 0" in c.get("/v0/metrics").text
+    finally:
+        c.close()
+
+
+def test_dead_lettering_that_fails_to_commit_keeps_the_job(
+    server: tuple[ServerProcess, Path],
+) -> None:
+    proc, armed = server
+    _arm(armed, "")
+    c = _fresh(proc)
+    try:
+        c.put(
+            "/v0/topics/q1",
+            json={"type": "queue", "max_deliveries": 1, "dead_letter": "dlq"},
+        ).raise_for_status()
+        c.post("/v0/topics/q1", json={"records": [{"data": "job"}]}).raise_for_status()
+        first = c.post("/v0/topics/q1/claim", json={"node": "w", "max": 1}).json()["claimed"]
+        assert [j["data"] for j in first] == ["job"]
+        c.post("/v0/topics/q1/nack", json={"node": "w", "seqs": [first[0]["$seq"]]})
+        before = _snapshot(c)
+        _arm(armed, "append=error")  # the copy into the dead-letter topic fails
+        second = c.post("/v0/topics/q1/claim", json={"node": "w", "max": 1})
+        assert second.status_code == 200 and second.json()["claimed"] == []
+        _arm(armed, "")
+        assert _snapshot(c) == before, "a failed dead-letter move changed something"
+        # the next claim moves it for real
+        c.post("/v0/topics/q1/claim", json={"node": "w", "max": 1}).raise_for_status()
+        moved = poll(
+            lambda: _snapshot(c)["topics"].get("dlq", {}).get("records", []),
+            lambda recs: len(recs) == 1,
+            timeout=10,
+        )
+        assert moved[0][1] == "job"
+        assert _snapshot(c)["topics"]["q1"]["records"] == []
     finally:
         c.close()
