@@ -258,6 +258,7 @@ class Engine:
         fsync: bool = False,
         wait: bool = True,
         on_commit: Callable[[], None] | None = None,
+        topic: str = "",
     ) -> Timing:
         """Commit ``changes`` in one transaction; a failure raises the client's answer.
 
@@ -273,7 +274,7 @@ class Engine:
             raise insufficient_storage() from None
         except TopicGone:
             names = [c.name for c in changes if isinstance(c, SaveTopic)]
-            raise topic_not_found(names[0] if names else "") from None
+            raise topic_not_found(topic or (names[0] if names else "")) from None
         except StoreError as exc:
             raise storage_failed(str(exc)) from None
 
@@ -584,7 +585,7 @@ class Engine:
             changes.extend(also)
             if not changes:
                 return 0.0, 0.0
-            await self.commit(*changes, fsync=fsync, on_commit=reserved_now)
+            await self.commit(*changes, fsync=fsync, on_commit=reserved_now, topic=log.name)
             return 0.0, 0.0
         if self.store.full:
             raise insufficient_storage()
@@ -600,7 +601,9 @@ class Engine:
             chunk.stored = True
             reserved_now()
 
-        timing = await self.commit(*changes, fsync=fsync, wait=wait, on_commit=committed)
+        timing = await self.commit(
+            *changes, fsync=fsync, wait=wait, on_commit=committed, topic=log.name
+        )
         if not wait:
             return (time.perf_counter() - started) * 1000, 0.0
         # a reservation's sync is the server's own cost, not this class's fsync wait
