@@ -151,6 +151,7 @@ class TopicLog:
         self.last_read_ts: int | None = None
         self.hot_records = 0
         self.hot_bytes = 0
+        self.hot_from = 0  # chunks[lo:hot_from] are all cold
         self.tags: SortedDict[str, deque[int]] = SortedDict()  # hot records' tags -> seqs
         self.idempotency = IdempotencyTable()
         self.waiters: list[asyncio.Future[None]] = []
@@ -201,7 +202,9 @@ class TopicLog:
         if not chunks or chunks[-1].first < chunk.first:
             chunks.append(chunk)
         else:  # a commit that overtook an earlier one: keep seq order
-            chunks.insert(bisect_left(chunks, chunk.first, lo=self.lo, key=_first), chunk)
+            at = bisect_left(chunks, chunk.first, lo=self.lo, key=_first)
+            chunks.insert(at, chunk)
+            self.hot_from = min(self.hot_from, at)
         if chunk.last > self.head:
             self.head = chunk.last
         self.last_write_ts = now
@@ -248,18 +251,24 @@ class TopicLog:
             del self.tags[tag]
 
     def cool(self) -> None:
-        """Drop payloads the store already holds, oldest first, down to the hot budget."""
+        """Drop payloads the store already holds, oldest first, down to the hot budget.
+
+        ``hot_from`` remembers where the hot chunks start, so an append to a long
+        topic does not walk every cold chunk before it (that was O(chunks) a write).
+        """
         if self.hot_records <= HOT_RECORDS and self.hot_bytes <= HOT_BYTES:
             return
-        for chunk in self.chunks[self.lo :]:
-            if self.hot_records <= HOT_RECORDS and self.hot_bytes <= HOT_BYTES:
-                break
+        chunks = self.chunks
+        k = max(self.lo, self.hot_from)
+        while k < len(chunks) and (self.hot_records > HOT_RECORDS or self.hot_bytes > HOT_BYTES):
+            chunk = chunks[k]
             payload = chunk.payload
-            if payload is None:
-                continue
-            if not chunk.stored:
-                break
-            self._cool_chunk(chunk, payload)
+            if payload is not None:
+                if not chunk.stored:
+                    break
+                self._cool_chunk(chunk, payload)
+            k += 1
+        self.hot_from = k
 
     def _cool_chunk(self, chunk: Chunk, payload: Payload) -> None:
         chunk.payload = None
@@ -353,6 +362,7 @@ class TopicLog:
             break
         if self.lo > 64 and self.lo * 2 > len(chunks):
             del chunks[: self.lo]
+            self.hot_from = max(self.hot_from - self.lo, 0)
             self.lo = 0
 
     # -- deletes (SPEC §7) --------------------------------------------------
@@ -503,7 +513,7 @@ class TopicLog:
             if payload is None:
                 payload = cold.get(chunk.first)
                 if payload is None:
-                    raise self._cold_run(k)
+                    raise self._cold_run(k, limit - len(out))
             first, ts, sizes = chunk.first, chunk.ts, chunk.sizes
             datas, metas, nodes_col, tags, hops = (
                 payload.datas,
@@ -560,12 +570,15 @@ class TopicLog:
             next_from = self.head
         return ReadResult(out, next_from, self.head, self.earliest_seq, tombstone, scanned)
 
-    def _cold_run(self, k: int) -> ColdMiss:
-        """The run of cold chunks starting at ``chunks[k]`` (up to ~4096 records)."""
+    def _cold_run(self, k: int, want: int) -> ColdMiss:
+        """The run of cold chunks from ``chunks[k]`` a read still needs: about ``want``
+        records (at least one chunk, at most ~4096 records), so a page loads no more
+        than it can use."""
         chunks = self.chunks
         end = k
         records = 0
-        while end < len(chunks) and chunks[end].payload is None and records < 4096:
+        budget = min(max(want, 1), 4096)
+        while end < len(chunks) and chunks[end].payload is None and records < budget:
             records += len(chunks[end])
             end += 1
         return ColdMiss(chunks[k].first, chunks[end - 1].first)
