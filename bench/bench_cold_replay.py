@@ -35,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 import orjson
 
-from bench._common import RawClient, ServerProcess, percentile, report
+from bench._common import PAYLOAD, RawClient, ServerProcess, percentile, report
 from bench.bench_watch import RawWatcher
 
 COLD = "cold-big"
-BATCH = orjson.dumps({"records": [{"data": {"payload": "x" * 86}}] * 1000})
+BATCH = orjson.dumps({"records": [{"data": PAYLOAD}] * 1000})
 PAD = "x" * 80
 
 
