@@ -49,7 +49,8 @@ def test_ready(http: httpx.Client, path: str) -> None:
     assert body["status"] == "ready"
     assert body["wal_replay_complete"] is True
     assert isinstance(body["topics"], int)
-    assert set(body) <= {"status", "wal_replay_complete", "topics", "performance"}
+    assert body["storage"] == "ok"  # "full" while the store is out of space (SPEC §14)
+    assert set(body) <= {"status", "wal_replay_complete", "topics", "storage", "performance"}
 
 
 def _parse(text: str) -> dict[str, float]:
