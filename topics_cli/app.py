@@ -13,22 +13,26 @@ Exit codes (also in ``topics --help``)::
 
 Importing this module loads Typer only. Each command's module is imported, and its Click
 command built, when that command is looked up (run, ``--help``, completion): a ``topics put``
-never loads the ``diff``, ``demo`` or ``config`` code. rich, httpx, uvicorn and the server
+never loads the ``diff``, ``demo`` or ``config`` code. Global options may come before or
+after the command (:mod:`topics_cli.group`). rich, httpx, uvicorn and the server
 load when a command needs them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import functools
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from topics_cli import __version__
-from topics_cli.context import AppContext
+from topics_cli.context import AppContext, check_output
 from topics_cli.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, describe
+from topics_cli.group import TopicsGroup
 
 __all__ = ["app", "main"]
 
@@ -74,113 +78,88 @@ def _report(exc: BaseException, ctx: Any) -> None:
     raise typer.Exit(failure.exit_code)
 
 
-# The command tree, in ``--help`` order (Typer lists commands before groups): name →
-# (module under topics_cli.commands, the command function or sub-Typer in it, the module
-# attribute with its help (None: a sub-Typer's own help), whether the exit codes go in its
-# epilog, a help override). A new command is one line here.
-_COMMANDS: dict[str, tuple[str, str, str | None, bool, str | None]] = {
-    "put": ("put", "put", "HELP", True, None),
-    "diff": ("diff", "diff", "HELP", True, None),
-    "watch": ("watch", "watch", "HELP", True, None),
-    "delete": ("records", "delete", "HELP", True, None),
-    "create": ("topic", "create", "HELP_CREATE", False, None),
-    "info": ("topic", "info", "HELP_INFO", False, None),
-    "ls": ("topic", "ls", "HELP_LS", False, None),
-    "rm": ("topic", "rm", "HELP_RM", False, None),
-    "status": ("status", "status", "HELP", True, None),
-    "demo": ("demo", "demo", "HELP", False, None),
-    "serve": ("serve", "serve", "HELP", False, None),
-    "tombstone": ("tombstone", "app", None, False, None),
-    "gaps": ("tombstone", "app", None, False, "Alias of `topics tombstone`."),
-    "router": ("router", "app", None, False, None),
-    "lease": ("lease", "app", None, False, None),
-    "config": ("config", "app", None, False, None),
+# The command tree, in ``--help`` order: name → (module under topics_cli.commands, the
+# command's name in that module's Typer when the module holds several (None: the module's
+# Typer is the command or group itself), the one-line summary ``topics --help`` lists).
+# The summary becomes the command's short help when it loads, so the two never differ and
+# ``--help`` loads no command. A new command is one line here.
+_COMMANDS: dict[str, tuple[str, str | None, str]] = {
+    "put": ("put", None, "Append records from arguments or stdin."),
+    "diff": ("diff", None, "Replay a topic from a position, with explicit gaps."),
+    "watch": ("watch", None, "Live tail of topics over one SSE stream."),
+    "delete": ("records", None, "Delete records before a seq or by tag."),
+    "create": ("topic", "create", "Create or reconfigure a topic."),
+    "info": ("topic", "info", "Show a topic's state and config."),
+    "ls": ("topic", "ls", "List topics."),
+    "rm": ("topic", "rm", "Delete a topic and the routers that touch it."),
+    "status": ("status", None, "Server health, readiness and metrics."),
+    "demo": ("demo", None, "The recipes, live, on a private server."),
+    "serve": ("serve", None, "Run the bundled reference server."),
+    "tombstone": ("tombstone", None, "Gap checks: will a reader hit a gap, is a range complete?"),
+    "gaps": ("tombstone", None, "Alias of `topics tombstone`."),
+    "router": ("router", None, "Copy a topic's new records into another topic."),
+    "lease": ("lease", None, "Lease queues: claim, ack, nack, run a command per job."),
+    "config": ("config", None, "Named profiles: url, api key, output."),
 }
+_ALIASES = {"gaps": "tombstone"}
 
 
-def build_command(name: str) -> Any:
-    """Import one command's module and build its Click command exactly as
-    ``app.command(...)`` / ``app.add_typer(...)`` plus ``typer.main.get_command`` would."""
+@functools.cache
+def _module_command(module_name: str) -> Any:
+    """The Click command (or group) of one module's Typer, built once."""
     import importlib
 
     import typer.main
 
-    module_name, attr, help_attr, with_epilog, help_text = _COMMANDS[name]
     module = importlib.import_module(f"topics_cli.commands.{module_name}")
-    target = getattr(module, attr)
-    holder = typer.Typer()
-    if isinstance(target, typer.Typer):
-        if help_text is None:
-            holder.add_typer(target, name=name)
-        else:
-            holder.add_typer(target, name=name, help=help_text)
-        return typer.main.get_group_from_info(
-            holder.registered_groups[0],
-            pretty_exceptions_short=app.pretty_exceptions_short,
-            rich_markup_mode=app.rich_markup_mode,
-            suggest_commands=app.suggest_commands,
-        )
-    assert help_attr is not None
-    holder.command(
-        name,
-        help=getattr(module, help_attr),
-        epilog=EXIT_CODES_HELP if with_epilog else None,
-    )(target)
-    return typer.main.get_command_from_info(
-        holder.registered_commands[0],
-        pretty_exceptions_short=app.pretty_exceptions_short,
-        rich_markup_mode=app.rich_markup_mode,
-    )
+    return typer.main.get_command(module.app)
 
 
-class LazyCommands(MutableMapping[str, Any]):
-    """The root group's ``commands``: every name is known up front, a command is built on
-    first lookup. Listing names (``--help`` order, "did you mean") loads nothing."""
-
-    def __init__(self, built: MutableMapping[str, Any]) -> None:
-        self._built: dict[str, Any] = dict(built)
-        self._names = list(_COMMANDS) + [n for n in built if n not in _COMMANDS]
-
-    def __getitem__(self, name: str) -> Any:
-        cmd = self._built.get(name)
-        if cmd is None:
-            if name not in _COMMANDS:
-                raise KeyError(name)
-            cmd = self._built[name] = build_command(name)
-        return cmd
-
-    def __setitem__(self, name: str, cmd: Any) -> None:
-        if name not in self._names:
-            self._names.append(name)
-        self._built[name] = cmd
-
-    def __delitem__(self, name: str) -> None:
-        self._names.remove(name)
-        self._built.pop(name, None)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._names))
-
-    def __len__(self) -> int:
-        return len(self._names)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names
+def load_command(ctx: Any, name: str) -> Any:
+    """Import one command's module and build its Click command with
+    ``typer.main.get_command`` (Click's lazy-loading group pattern)."""
+    module_name, inner, summary = _COMMANDS[name]
+    command = _module_command(module_name)
+    if inner is not None:
+        command = command.get_command(ctx, inner)
+    if name in _ALIASES:
+        command = copy.copy(command)  # same subcommands, its own help
+        command.help = summary
+    command.short_help = summary
+    return command
 
 
-class RootGroup(TyperGroup):
-    """Builds commands lazily (:class:`LazyCommands`) and maps exceptions escaping any
-    command to one stderr line and an exit code."""
+class RootGroup(TopicsGroup):
+    """Loads each command on first lookup (listing names loads nothing) and maps exceptions
+    escaping any command to one stderr line and an exit code."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.commands = LazyCommands(self.commands)
-
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        return self.commands.get(cmd_name)
+        self._loaded: dict[str, Any] = {}
 
     def list_commands(self, ctx: Any) -> list[str]:
-        return list(self.commands)
+        return list(_COMMANDS)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in _COMMANDS:
+            from difflib import get_close_matches
+
+            close = ", ".join(repr(m) for m in get_close_matches(name, list(_COMMANDS)))
+            ctx.fail(f"No such command {name!r}." + (f" Did you mean {close}?" if close else ""))
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The command list from the table: ``topics --help`` builds no command."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, spec[2]) for name, spec in _COMMANDS.items()])
+
+    def lookup(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in _COMMANDS:
+            return None
+        if cmd_name not in self._loaded:
+            self._loaded[cmd_name] = load_command(ctx, cmd_name)
+        return self._loaded[cmd_name]
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -261,17 +240,11 @@ def root(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
-    from topics_cli.output import MODES
-
-    if output is not None and output.lower() not in MODES:
-        raise typer.BadParameter(
-            f"{output!r} is not one of {', '.join(MODES)}", param_hint="--output"
-        )
     ctx.obj = AppContext(
         url=url,
         api_key=api_key,
         profile=profile,
-        output=output.lower() if output else None,
+        output=check_output(output),
         template=template,
         quiet=quiet,
         no_color=no_color,
@@ -279,62 +252,34 @@ def root(
     )
 
 
-# Global options users put after the command (`topics diff t -o jsonl`), with whether
-# they take a value; main() moves them in front of the command, where Click expects them.
-_GLOBAL_FLAGS = {
-    "-u": True,
-    "--url": True,
-    "--api-key": True,
-    "--profile": True,
-    "-o": True,
-    "--output": True,
-    "--template": True,
-    "-q": False,
-    "--quiet": False,
-    "--no-color": False,
-    "--debug": False,
-}
-_KEEP_LOCAL = {"config": {"--profile"}}
+@contextlib.contextmanager
+def process_tuning() -> Iterator[None]:
+    """Process-wide runtime settings of the ``topics`` program, set only here, at its entry
+    point, and restored on the way out (so importing or embedding the CLI changes nothing):
 
+    * ``gc.set_threshold(50_000, 20, 20)``: replays and watches make pages of short-lived
+      objects; at the default gen-0 threshold the collector costs ~25% of a replay.
+    * ``sys.setswitchinterval(0.0002)``: a replay fetches the next page in a thread while the
+      main thread writes this one, and both hold the GIL through long C calls (orjson on a
+      whole page); at the default 5 ms interval the fetcher waits that long at every read.
+    """
+    import gc
 
-def hoist_globals(argv: list[str]) -> list[str]:
-    """Move global options found after the command name to the front."""
-    command_at = None
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--":
-            return argv
-        if not arg.startswith("-"):
-            command_at = i
-            break
-        name = arg.split("=", 1)[0]
-        i += 2 if _GLOBAL_FLAGS.get(name) and "=" not in arg else 1
-    if command_at is None:
-        return argv
-    keep = _KEEP_LOCAL.get(argv[command_at], set())
-    head, rest, moved = argv[:command_at], argv[command_at:], []
-    out: list[str] = []
-    i = 0
-    while i < len(rest):
-        arg = rest[i]
-        if arg == "--":
-            out.extend(rest[i:])
-            break
-        name = arg.split("=", 1)[0]
-        if name in _GLOBAL_FLAGS and name not in keep:
-            takes = _GLOBAL_FLAGS[name] and "=" not in arg
-            moved.extend(rest[i : i + (2 if takes else 1)])
-            i += 2 if takes else 1
-            continue
-        out.append(arg)
-        i += 1
-    return head + moved + out
+    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
+    gc.set_threshold(50_000, 20, 20)
+    sys.setswitchinterval(min(interval, 0.0002))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+        gc.set_threshold(*threshold)
 
 
 def main() -> None:
+    """The ``topics`` program (console script and ``python -m topics_cli``)."""
     try:
-        app(args=hoist_globals(sys.argv[1:]), prog_name="topics")
+        with process_tuning():
+            app(prog_name="topics")
     except KeyboardInterrupt:  # outside any command (e.g. while parsing)
         sys.stderr.write("\ntopics: interrupted\n")
         raise SystemExit(EXIT_INTERRUPTED) from None

@@ -29,13 +29,26 @@ def command_tree() -> list[str]:
     root = typer.main.get_command(app)
     lines: list[str] = []
 
-    def walk(cmd: Any, path: str) -> None:
-        opts = sorted(o for p in cmd.params for o in getattr(p, "opts", ()) if o.startswith("-"))
+    def walk(cmd: Any, ctx: Any, path: str) -> None:
+        opts = sorted(
+            o
+            for p in cmd.params
+            if not getattr(p, "hidden", False)
+            for o in getattr(p, "opts", ())
+            if o.startswith("-")
+        )
         lines.append(f"{path} {' '.join(opts)}".rstrip())
-        for name, sub in sorted(getattr(cmd, "commands", {}).items()):
-            walk(sub, f"{path} {name}")
+        if not hasattr(cmd, "list_commands"):
+            return
+        for name in sorted(cmd.list_commands(ctx)):
+            sub = cmd.get_command(ctx, name)
+            walk(
+                sub,
+                sub.make_context(name, ["--help"], parent=ctx, resilient_parsing=True),
+                f"{path} {name}",
+            )
 
-    walk(root, "topics")
+    walk(root, root.make_context("topics", [], resilient_parsing=True), "topics")
     return lines
 
 

@@ -132,6 +132,30 @@ def _with_scheme(url: str) -> str:
     return url.rstrip("/")
 
 
+def _first(*candidates: tuple[Any, str]) -> tuple[str | None, str]:
+    """The first non-blank string among ``(value, where)`` pairs, stripped, and its source."""
+    for value, where in candidates:
+        if isinstance(value, str) and value.strip():
+            return value.strip(), where
+    return None, "default"
+
+
+def _profile(
+    flag: str | None, env: Mapping[str, str], path: Path | None
+) -> tuple[str | None, dict[str, Any]]:
+    """The chosen profile's name and table: ``--profile``, else ``TOPICS_PROFILE``, else the
+    file's ``current``, else ``default`` when the file has profiles."""
+    wanted = flag or env.get("TOPICS_PROFILE") or None
+    cfg = ConfigFile.load(path or config_path(env))
+    if wanted is not None and wanted not in cfg.profiles and (flag is not None or cfg.profiles):
+        raise CliError(
+            f"no profile {wanted!r} in {cfg.path}",
+            hint="create it with: topics config set url URL --profile NAME",
+        )
+    name = wanted or cfg.current or (DEFAULT_PROFILE if cfg.profiles else None)
+    return name, (cfg.profile(name) if name is not None else {})
+
+
 def resolve(
     *,
     url: str | None,
@@ -140,45 +164,26 @@ def resolve(
     env: Mapping[str, str] | None = None,
     path: Path | None = None,
 ) -> Resolved:
-    """Apply flag > env > profile > default. The file is read only when needed."""
+    """Apply flag > env > profile > default, field by field: the profile is always read, so
+    an environment variable replaces only its own field, never the rest of the profile."""
     env = os.environ if env is None else env
-    profile_name = profile or env.get("TOPICS_PROFILE") or None
-    table: dict[str, Any] = {}
-    need_file = (
-        profile_name is not None
-        or not (url or env.get("TOPICS_URL") or env.get("TOPICS"))
-        or not (api_key or env.get("TOPICS_API_KEY"))
-    )
-    if need_file:
-        cfg = ConfigFile.load(path or config_path(env))
-        missing = profile_name is not None and profile_name not in cfg.profiles
-        if missing and (profile is not None or cfg.profiles):
-            raise CliError(
-                f"no profile {profile_name!r} in {cfg.path}",
-                hint="create it with: topics config set url URL --profile NAME",
-            )
-        name = profile_name or cfg.current or (DEFAULT_PROFILE if cfg.profiles else None)
-        if name is not None:
-            profile_name = name
-            table = cfg.profile(name)
-    chosen_url, source = DEFAULT_URL, "default"
-    for value, where in (
+    name, table = _profile(profile, env, path)
+    where = f"profile {name}"
+    chosen_url, source = _first(
         (url, "--url"),
         (env.get("TOPICS_URL"), "TOPICS_URL"),
         (env.get("TOPICS"), "TOPICS"),
-        (table.get("url"), f"profile {profile_name}"),
-    ):
-        if isinstance(value, str) and value.strip():
-            chosen_url, source = _with_scheme(value), where
-            break
-    key = api_key or env.get("TOPICS_API_KEY") or table.get("api_key") or None
-    output = table.get("output")
-    template = table.get("template")
+        (table.get("url"), where),
+    )
+    key, _ = _first(
+        (api_key, "--api-key"), (env.get("TOPICS_API_KEY"), ""), (table.get("api_key"), "")
+    )
+    output, template = table.get("output"), table.get("template")
     return Resolved(
-        url=chosen_url,
+        url=_with_scheme(chosen_url) if chosen_url else DEFAULT_URL,
         url_source=source,
-        api_key=key.strip() if isinstance(key, str) and key.strip() else None,
-        profile=profile_name,
+        api_key=key,
+        profile=name,
         output=output if isinstance(output, str) else None,
         template=template if isinstance(template, str) else None,
         no_color=bool(table.get("no_color", False)),

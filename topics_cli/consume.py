@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from topics_cli.positions import FromPos
     from topics_client import Client, Gap, Record
 
-__all__ = ["Checkpoint", "Tracker", "now_ms", "start_cursor"]
+__all__ = ["Checkpoint", "Tracker", "now_ms", "seek_time", "start_cursor"]
 
 
 def now_ms() -> int:
@@ -70,19 +70,21 @@ def start_cursor(
     return resolve_from(pos, state.head_seq, state.earliest_seq), None
 
 
-def seek_time(client: Client, topic: str, since_ms: int) -> int:
-    """The cursor just before the first record at or after ``since_ms`` (client time seek).
+def seek_time(client: Client, topic: str, since_ms: int) -> tuple[int, Gap | None]:
+    """The cursor just before the first record at or after ``since_ms`` (client time seek),
+    and the gap the client reports there (records from that time on already evicted), which
+    the caller reports like any other.
 
     The client has no public seek; a one-record replay from ``since`` answers it.
     """
     replay = client.topics.replay(topic, since=since_ms, limit=1, include_meta=False)
     for batch in replay.batches():
         if batch.records:
-            return batch.records[0].seq - 1
+            return batch.records[0].seq - 1, batch.gap
         if batch.gap is not None:
-            return batch.gap.resume_from
-        return batch.next_from_seq
-    return replay.next_from_seq
+            return batch.gap.resume_from, batch.gap
+        return batch.next_from_seq, None
+    return replay.next_from_seq, None
 
 
 @dataclass

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from topics_cli.output import Sink
     from topics_client import Client
 
-__all__ = ["AppContext", "get_app"]
+__all__ = ["AppContext", "check_output", "get_app"]
 
 
 @dataclass
@@ -78,6 +78,10 @@ class AppContext:
             no_color=self.no_color or self.settings.no_color,
         )
 
+    def set_option(self, name: str, value: Any) -> None:
+        """A global option given after the command (``topics diff t -o jsonl``)."""
+        setattr(self, name, check_output(value) if name == "output" else value)
+
     def client(self, **options: Any) -> Client:
         """A client for the resolved server; closed when the command ends."""
         from topics_client import Client
@@ -90,6 +94,19 @@ class AppContext:
         for client in self._clients:
             client.close()
         self._clients.clear()
+
+
+def check_output(output: str | None) -> str | None:
+    """``--output`` lower-cased, or a usage error naming the modes."""
+    if output is None:
+        return None
+    from topics_cli.output import MODES
+
+    if output.lower() not in MODES:
+        raise typer.BadParameter(
+            f"{output!r} is not one of {', '.join(MODES)}", param_hint="--output"
+        )
+    return output.lower()
 
 
 def get_app(ctx: typer.Context) -> AppContext:

@@ -134,8 +134,19 @@ class _J:
         return format(text, spec)
 
 
+_ESCAPES = {"t": "\t", "n": "\n", "\\": "\\"}
+
+
+def expand_escapes(template: str) -> str:
+    """``\\t``, ``\\n`` and ``\\\\`` in one left-to-right pass: ``\\\\t`` is a backslash
+    then ``t``. Any other backslash stays as written."""
+    import re
+
+    return re.sub(r"\\([tn\\])", lambda m: _ESCAPES[m.group(1)], template)
+
+
 def _compile_template(template: str) -> Callable[[Mapping[str, Any]], str]:
-    text = template.replace("\\t", "\t").replace("\\n", "\n").replace("\\\\", "\\")
+    text = expand_escapes(template)
 
     def render(fields: Mapping[str, Any]) -> str:
         return text.format_map(fields)
@@ -220,11 +231,9 @@ class Sink:
         with_topic: bool = False,
         with_data: bool = True,
     ) -> None:
-        """One page of records, one write."""
+        """One page of records, one write: rendered as the server's dicts, like every
+        record page (:meth:`wire_records`)."""
         if not records:
-            return
-        if self.mode == "pretty":
-            self._pretty_records(records, topic if with_topic else None, with_data)
             return
         field_topic = topic if with_topic else None
         self.wire_records(
@@ -233,10 +242,14 @@ class Sink:
 
     def wire_records(self, records: Sequence[Mapping[str, Any]], topic: str | None = None) -> None:
         """One page of records as the server sent them (``$seq``, ``$ts``, … dicts), one
-        write; any mode but ``pretty``. ``topic`` fills the template's ``{topic}``."""
+        write. ``topic`` fills the template's ``{topic}``; pretty mode shows a record's own
+        ``topic`` field (watch), and its data only when the record has a ``data`` field."""
         if not records:
             return
         mode = self.mode
+        if mode == "pretty":
+            self._pretty_records(records)
+            return
         if mode == "jsonl":
             self.write_bytes(jsonl_page(records))
             return
@@ -278,27 +291,26 @@ class Sink:
             return
         raise ValueError(f"wire_records: no raw form for mode {mode!r}")
 
-    def _pretty_records(
-        self, records: Sequence[Record], topic: str | None, with_data: bool
-    ) -> None:
+    def _pretty_records(self, records: Sequence[Mapping[str, Any]]) -> None:
         from rich.text import Text
 
         console = self.console()
+        dumps = orjson.dumps
         for r in records:
             line = Text()
-            if topic:
-                line.append(f"{topic} ", style="bold blue")
-            line.append(f"{r.seq:>8}", style="cyan")
-            line.append("  " + _iso(r.ts)[11:23], style="dim")
-            if r.tag is not None:
-                line.append(f"  #{r.tag}", style="magenta")
-            if r.node is not None:
-                line.append(f"  @{r.node}", style="yellow")
-            if with_data:
-                d = r.data
-                line.append("  " + (orjson.dumps(d).decode() if not isinstance(d, str) else d))
-            if r.meta:
-                line.append("  meta=" + orjson.dumps(r.meta).decode(), style="dim")
+            if "topic" in r:
+                line.append(f"{r['topic']} ", style="bold blue")
+            line.append(f"{r['$seq']:>8}", style="cyan")
+            line.append("  " + _iso(r["$ts"])[11:23], style="dim")
+            if r.get("$tag") is not None:
+                line.append(f"  #{r['$tag']}", style="magenta")
+            if r.get("$node") is not None:
+                line.append(f"  @{r['$node']}", style="yellow")
+            if "data" in r:
+                d = r["data"]
+                line.append("  " + (d if isinstance(d, str) else dumps(d).decode()))
+            if r.get("meta"):
+                line.append("  meta=" + dumps(r["meta"]).decode(), style="dim")
             console.print(line)
 
     def inline_gap(self, gap: Gap) -> None:

@@ -24,12 +24,14 @@ Parsing gives a :class:`FromPos` / :class:`UntilPos`; :func:`resolve_from` and
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
 __all__ = [
+    "MAX_DURATION_MS",
     "FromPos",
     "PositionError",
     "UntilPos",
@@ -49,21 +51,32 @@ class PositionError(ValueError):
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+MAX_DURATION_MS = 100 * 365 * 86_400_000
+"""The longest duration any flag accepts (100 years): beyond it a value is a typo."""
 
 
 def parse_duration_ms(text: str) -> int:
-    """``"15m"`` → 900000. Bare numbers are seconds; parts add up (``"1h30m"``)."""
+    """``"15m"`` → 900000. Bare numbers are seconds; parts add up (``"1h30m"``).
+
+    Only finite durations up to :data:`MAX_DURATION_MS` parse: ``inf``, ``nan`` or
+    ``1e400`` raise :class:`PositionError` like any other bad duration.
+    """
     s = text.strip().lower()
     if not s:
         raise PositionError("empty duration")
     try:
-        seconds = float(s)
+        total = float(s) * 1000
     except ValueError:
-        pass
+        total = _sum_parts(s, text)
     else:
-        if seconds < 0:
+        if total < 0:
             raise PositionError(f"negative duration {text!r}")
-        return round(seconds * 1000)
+    if not math.isfinite(total) or total > MAX_DURATION_MS:
+        raise PositionError(f"bad duration {text!r}: must be finite and at most 100 years")
+    return round(total)
+
+
+def _sum_parts(s: str, text: str) -> float:
     pos = 0
     total = 0.0
     for match in _DURATION_RE.finditer(s):
@@ -75,7 +88,7 @@ def parse_duration_ms(text: str) -> int:
         raise PositionError(
             f"bad duration {text!r}: expected e.g. 500ms, 15s, 15m, 2h, 1d or 1h30m"
         )
-    return round(total)
+    return total
 
 
 def format_duration(ms: float) -> str:

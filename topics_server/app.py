@@ -6,22 +6,27 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from topics_server.api import health, queues, records, routers, topics, watch
-from topics_server.auth import AuthMiddleware, parse_keys
 from topics_server.engine.engine import Engine
 from topics_server.errors import ApiError, error_body, invalid_request
+from topics_server.middleware import (
+    Auth,
+    ConnectionCap,
+    EncodedSlashes,
+    ReadinessGate,
+    parse_keys,
+)
 from topics_server.settings import Settings
-from topics_server.storage.sqlite import StoreCorrupt
+from topics_server.storage.base import StoreCorrupt
+from topics_server.storage.memory import MemoryStore
 
 __all__ = ["create_app"]
 
@@ -55,6 +60,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _render(ApiError(exc.status_code, "invalid_request", str(exc.detail)))
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its request was whole: one line, no traceback."""
+    log.warning(
+        "client %s went away before sending its whole request: %s %s",
+        _peer(request),
+        request.method,
+        request.url.path,
+    )
+    return _render(invalid_request("the client closed the connection mid-request"))
+
+
+def _peer(request: Request) -> str:
+    client = request.client
+    return "?" if client is None else f"{client.host}:{client.port}"
+
+
 async def _internal(request: Request, exc: Exception) -> Response:
     log.exception("internal error on %s %s", request.method, request.url.path)
     return Response(
@@ -83,70 +104,15 @@ def _route(path: str, **handlers: Handler) -> Route:
 async def _recover(engine: Engine, on_fatal: Callable[[str], None] | None) -> None:
     try:
         await asyncio.to_thread(engine.recover)
-    except StoreCorrupt as exc:
+    except Exception as exc:  # recovery never hangs: any failure ends start-up, named
+        message = str(exc) if isinstance(exc, StoreCorrupt) else f"recovery failed: {exc!r}"
         if on_fatal is None:
-            raise
-        on_fatal(str(exc))
+            raise StoreCorrupt(message) from None
+        on_fatal(message)
         return
+    await engine.finish_recovery()
     engine.routers.start()
     engine.ready = True
-
-
-class ReadinessGate:
-    """Pure ASGI: while the engine recovers, everything but the probes is 503."""
-
-    PROBES = frozenset(("/v0/health", "/healthz", "/v0/ready", "/readyz"))
-
-    def __init__(self, app: ASGIApp, engine: Engine) -> None:
-        self.app = app
-        self.engine = engine
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.engine.ready or scope["path"] in self.PROBES:
-            await self.app(scope, receive, send)
-            return
-        error = ApiError(
-            503,
-            "not_ready",
-            "the server is recovering its state",
-            {"replay_progress": round(self.engine.recovery_progress, 3)},
-        )
-        await _render(error)(scope, receive, send)
-
-
-class EncodedSlashes:
-    """Pure ASGI: a name segment holding an encoded ``/`` (``%2F``) is a bad name.
-
-    The server decodes the whole path before routing, so ``a%2Fb`` would look
-    like two segments and miss every route. Names can never contain ``/``, so
-    answer as the contract does for any invalid name: 400 where the request
-    would create it, 404 ``topic_not_found``/``router_not_found`` for look-ups.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw: bytes = scope.get("raw_path") or b""
-        if scope["type"] != "http" or b"%2f" not in raw.lower():
-            await self.app(scope, receive, send)
-            return
-        parts = raw.split(b"?", 1)[0].split(b"/")
-        if len(parts) < 4 or parts[1] != b"v0" or parts[2] not in (b"topics", b"routers"):
-            await self.app(scope, receive, send)
-            return
-        name = unquote(parts[3].decode("latin-1"))
-        kind = "topic" if parts[2] == b"topics" else "router"
-        creates = len(parts) == 4 and scope["method"] in (
-            ("PUT", "POST") if kind == "topic" else ("PUT",)
-        )
-        if creates:
-            error = invalid_request(f"invalid {kind} name {name!r}", **{kind: name})
-        else:
-            error = ApiError(
-                404, f"{kind}_not_found", f"{kind} {name!r} does not exist", {kind: name}
-            )
-        await _render(error)(scope, receive, send)
 
 
 def create_app(
@@ -156,7 +122,7 @@ def create_app(
 ) -> Starlette:
     """The ASGI app; ``on_fatal`` is told when recovery finds the store unusable."""
     settings = settings or Settings()
-    engine = engine or Engine(settings)
+    engine = engine or Engine(settings, MemoryStore())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -175,8 +141,7 @@ def create_app(
                 recovery.cancel()
             await engine.routers.drain(timeout=2.0)
             await engine.routers.stop()
-            if engine.store is not None:
-                await engine.store.close()
+            await engine.close()
 
     routes = [
         _route("/v0/health", GET=health.health),
@@ -213,19 +178,21 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         middleware=[
-            Middleware(EncodedSlashes),
+            Middleware(ConnectionCap),
             Middleware(
-                AuthMiddleware,
+                Auth,
                 keys=parse_keys(settings.api_keys),
                 probe_auth=settings.probe_auth,
                 inflight=settings.max_inflight_per_key,
                 streams_per_key=settings.max_sse_connections_per_key,
             ),
+            Middleware(EncodedSlashes),
             Middleware(ReadinessGate, engine=engine),
         ],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
             Exception: _internal,
         },
     )

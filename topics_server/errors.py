@@ -23,6 +23,9 @@ __all__ = [
 ]
 
 
+STORAGE_RETRY_AFTER_S = 5  # seconds a client waits before retrying a full store
+
+
 class ApiError(Exception):
     """A failure with its HTTP status and stable ``error.code``."""
 
@@ -67,3 +70,18 @@ def topic_not_found(topic: str) -> ApiError:
 
 def throttled(limit: str, maximum: int, message: str) -> ApiError:
     return ApiError(429, "throttled", message, {"limit": limit, "max": maximum}, retry_after=1)
+
+
+def insufficient_storage() -> ApiError:
+    """The store is out of space (SPEC §0.6): retry once space was freed."""
+    return ApiError(
+        507,
+        "insufficient_storage",
+        "the store is out of space; delete records or topics to free space, then retry",
+        retry_after=STORAGE_RETRY_AFTER_S,
+    )
+
+
+def storage_failed(reason: str) -> ApiError:
+    """A commit failed (I/O error): nothing of the request was applied."""
+    return ApiError(500, "internal", f"storage failure, nothing was changed: {reason}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from topics_server.engine.config import DURABILITIES
@@ -51,7 +52,10 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def metrics_text(engine: Engine, uptime_ms: int, now: int) -> str:
+def metrics_text(
+    engine: Engine, uptime_ms: int, now: int, visible: Callable[[str], bool] | None = None
+) -> str:
+    """Prometheus text; per-topic series only for the topics ``visible`` allows (SPEC §12.2)."""
     g = _gauges(engine, uptime_ms)
     lines: list[str] = []
 
@@ -84,10 +88,15 @@ def metrics_text(engine: Engine, uptime_ms: int, now: int) -> str:
         "topics_topic_queue_ready": [],
         "topics_topic_queue_in_flight": [],
     }
-    for i, (name, log) in enumerate(engine.topics.items()):
-        if i == PER_TOPIC_LIMIT:
+    shown = 0
+    truncated = 0
+    for name, log in engine.topics.items():
+        if visible is not None and not visible(name):
+            continue
+        if shown == PER_TOPIC_LIMIT:
+            truncated = 1
             break
-        log.apply_retention(now)
+        shown += 1
         label = f'{{topic="{_label(name)}"}}'
         series["topics_topic_head_seq"].append(f"topics_topic_head_seq{label} {log.head}")
         series["topics_topic_earliest_seq"].append(
@@ -118,6 +127,15 @@ def metrics_text(engine: Engine, uptime_ms: int, now: int) -> str:
             lines.append(f"# TYPE topics_wal_{key} counter")
             lines.append(f"topics_wal_{key} {wal[key]}")
         gauge("topics_wal_queue_depth", wal["queue_depth"], "Operations waiting for the writer.")
-    truncated = int(len(engine.topics) > PER_TOPIC_LIMIT)
+        gauge("topics_storage_full", wal["storage_full"], "1 while the store is out of space.")
+        lines.append("# HELP topics_store_failures_total Store operations that failed to commit.")
+        lines.append("# TYPE topics_store_failures_total counter")
+        lines.append(f"topics_store_failures_total {wal['failures_total']}")
+    stalled = sum(r.state == "stalled" for r in engine.routers.routers.values())
+    gauge("topics_routers_stalled", stalled, "Routers retrying a record they cannot forward.")
+    stalls = sum(r.stalls for r in engine.routers.routers.values())
+    lines.append("# HELP topics_router_stalls_total Times a router stalled on a record.")
+    lines.append("# TYPE topics_router_stalls_total counter")
+    lines.append(f"topics_router_stalls_total {stalls}")
     gauge("topics_topic_metrics_truncated", truncated, "1 when per-topic series were cut.")
     return "\n".join(lines) + "\n"

@@ -21,9 +21,13 @@ from typing import Any
 import uvicorn
 
 from topics_server.app import create_app
+from topics_server.connections import default_max_connections, protocol_class, raise_fd_limit
 from topics_server.engine.engine import Engine
 from topics_server.settings import Settings, SettingsError
-from topics_server.storage.sqlite import DataDirLocked, SqliteStore, StoreCorrupt, data_dir_lock
+from topics_server.storage.base import Store, StoreCorrupt
+from topics_server.storage.failpoints import Failpoints
+from topics_server.storage.memory import MemoryStore
+from topics_server.storage.sqlite import DataDirLocked, SqliteStore, data_dir_lock
 
 __all__ = ["check_bind_safety", "run", "serve"]
 
@@ -111,10 +115,21 @@ async def serve(settings: Settings, announce: bool = True) -> None:
     check_bind_safety(settings)
     try:
         with data_dir_lock(settings.data_dir):
-            store = SqliteStore(settings.data_dir)
-            await _serve(settings, Engine(settings, store), announce)
+            await _serve(settings, Engine(settings, _open_store(settings)), announce)
     except (DataDirLocked, StoreCorrupt) as exc:
         raise SettingsError(str(exc)) from None
+
+
+def _open_store(settings: Settings) -> Store:
+    """``TOPICS_STORE=memory`` keeps everything in the process (nothing survives a
+    restart: for ephemeral-only servers and fast tests); SQLite otherwise."""
+    failpoints = Failpoints.from_env()
+    kind = os.environ.get("TOPICS_STORE", "sqlite").strip().lower() or "sqlite"
+    if kind == "memory":
+        return MemoryStore(failpoints)
+    if kind != "sqlite":
+        raise SettingsError(f"TOPICS_STORE must be sqlite or memory, not {kind!r}")
+    return SqliteStore(settings.data_dir, failpoints)
 
 
 async def _serve(settings: Settings, engine: Engine, announce: bool) -> None:
@@ -127,12 +142,16 @@ async def _serve(settings: Settings, engine: Engine, announce: bool) -> None:
             server.should_exit = True
 
     app = create_app(settings, engine, on_fatal=on_fatal)
+    fd_limit = raise_fd_limit()
+    max_connections = settings.max_connections
+    if max_connections is None:
+        max_connections = default_max_connections(fd_limit)
     sock = _bind(settings)
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         app,
         loop="none",
-        http="httptools",
+        http=protocol_class(settings.header_timeout_ms, settings.body_timeout_ms, max_connections),
         lifespan="on",
         log_level=settings.log_level,
         access_log=settings.access_log,

@@ -34,7 +34,10 @@ _INT_ENV: dict[str, tuple[str, int]] = {
     "max_sse_connections_per_key": ("TOPICS_MAX_SSE_CONNECTIONS_PER_KEY", 1000),
     "max_inflight_per_key": ("TOPICS_MAX_INFLIGHT_PER_KEY", 1000),
     "max_total_bytes": ("TOPICS_MAX_TOTAL_BYTES", 0),
+    "header_timeout_ms": ("TOPICS_HEADER_TIMEOUT_MS", 10_000),
+    "body_timeout_ms": ("TOPICS_BODY_TIMEOUT_MS", 30_000),
 }
+U64_MAX = 2**64 - 1
 # Limits that must stay positive: 0 would make every request fail.
 _POSITIVE = {
     "max_batch_records",
@@ -55,6 +58,7 @@ _LENIENT = {
     "max_sse_connections_per_key",
     "max_inflight_per_key",
     "max_total_bytes",
+    "max_connections",
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -91,6 +95,11 @@ class Settings:
     max_sse_connections_per_key: int = 1000
     max_inflight_per_key: int = 1000
     max_total_bytes: int = 0
+    # a request's line and headers must arrive within this, its body must not idle longer
+    header_timeout_ms: int = 10_000
+    body_timeout_ms: int = 30_000
+    # open connections; None: derived from the open-file limit, 0: no cap
+    max_connections: int | None = None
     warnings: tuple[str, ...] = ()
 
     @property
@@ -138,6 +147,11 @@ class Settings:
                     values[name] = default
             else:
                 values[name] = _parse_uint(text, var)
+        if text := env.get("TOPICS_MAX_CONNECTIONS", "").strip():
+            try:
+                values["max_connections"] = _parse_uint(text, "TOPICS_MAX_CONNECTIONS")
+            except SettingsError as exc:
+                warnings.append(f"{exc}; using the default (from the open-file limit)")
         values["warnings"] = tuple(warnings)
 
         for key, value in overrides.items():
@@ -165,7 +179,7 @@ def _parse_uint(text: str, var: str) -> int:
         raise SettingsError(f"{var}={text!r} is not a whole number") from None
     if value < 0:
         raise SettingsError(f"{var}={text!r} must not be negative")
-    return value
+    return min(value, U64_MAX)  # u64, saturating (SPEC §0.4)
 
 
 def _parse_port(text: str, var: str) -> int:

@@ -22,7 +22,7 @@ def frame(event: str, data: Any, event_id: str | None = None) -> bytes:
 
 def raw_frame(event: str, data: bytes, event_id: str) -> bytes:
     """A frame whose ``data`` is already compact JSON (shared between watchers)."""
-    return f"id: {event_id}\nevent: {event}\ndata: ".encode() + data + b"\n\n"
+    return b"".join((f"id: {event_id}\nevent: {event}\ndata: ".encode(), data, b"\n\n"))
 
 
 def comment(text: str) -> bytes:

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from topics_server.errors import invalid_request
 
 __all__ = [
+    "MAX_DEPTH",
     "U32_MAX",
     "U64_MAX",
     "as_bool",
@@ -30,14 +31,38 @@ __all__ = [
 
 U64_MAX: Final = 2**64 - 1
 U32_MAX: Final = 2**32 - 1
+MAX_DEPTH: Final = 128  # objects and arrays, counted from the body's top (SPEC §0.4)
+# orjson encodes at most this many levels; anything accepted must encode again
+_ENCODABLE_DEPTH: Final = 254
 dumps = orjson.dumps
 
 
 def loads(body: bytes) -> Any:
+    """Decode a request body; bad JSON or nesting deeper than ``MAX_DEPTH`` is a 400."""
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise invalid_request(f"body is not valid JSON: {exc}") from None
+    # every level costs an opening and a closing byte: a short body cannot be too deep
+    if len(body) > 2 * MAX_DEPTH and too_deep(value):
+        raise invalid_request(f"body nests objects and arrays deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests deeper than ``limit`` levels, decided at C speed.
+
+    orjson refuses to encode past ``_ENCODABLE_DEPTH`` levels, so wrapping the value
+    in ``_ENCODABLE_DEPTH - limit`` arrays makes an encode fail exactly when the
+    value itself is deeper than ``limit``: one pass, no Python-level walk.
+    """
+    for _ in range(_ENCODABLE_DEPTH - limit):
+        value = [value]
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return True
+    return False
 
 
 def now_ms() -> int:

@@ -486,3 +486,32 @@ def test_diff_raw_pages_agree_with_decoded_records(topics: Topics, topic: str) -
     assert [x["$seq"] for x in topics("diff", topic, "--until", f"@{cut}").jsonl()] == list(
         range(1, 8)
     )
+
+
+def test_commands_leave_process_settings_alone(base_url: str, topic: str) -> None:
+    """Running ``diff`` in-process (as an embedding program would) leaves the GC thresholds
+    and the GIL switch interval as they were; only ``main()`` tunes them, and restores them."""
+    import gc
+    import sys
+    from unittest import mock
+
+    from typer.testing import CliRunner
+
+    from topics_cli.app import app, main
+
+    httpx.post(f"{base_url}/v0/topics/{topic}", json={"records": [{"data": i} for i in range(5)]})
+    before = gc.get_threshold(), sys.getswitchinterval()
+    r = CliRunner().invoke(app, ["diff", topic, "-o", "jsonl", "-q"], env={"TOPICS_URL": base_url})
+    assert r.exit_code == 0, r.output
+    assert len(r.output.splitlines()) == 5
+    assert (gc.get_threshold(), sys.getswitchinterval()) == before
+    seen: list[tuple[tuple[int, int, int], float]] = []
+
+    def probe(**kwargs: object) -> None:
+        seen.append((gc.get_threshold(), sys.getswitchinterval()))
+
+    with mock.patch("topics_cli.app.app", side_effect=probe):
+        main()
+    assert len(seen) == 1 and seen[0][0] == (50_000, 20, 20)
+    assert abs(seen[0][1] - min(before[1], 0.0002)) < 1e-6
+    assert (gc.get_threshold(), sys.getswitchinterval()) == before

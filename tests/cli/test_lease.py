@@ -288,7 +288,7 @@ def test_demo_lease_step(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "lease queue" in r.stdout
     assert '"$dead_letter_from":"render"' in r.stdout
-    assert "0 ready, 0 in flight, 1 dead-lettered" in r.stdout
+    assert '"queue":{"ready":0,"in_flight":0,"dead_lettered":1}' in r.stdout
 
 
 def test_run_help_documents_the_job_contract(topics: Topics) -> None:

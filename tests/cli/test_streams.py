@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -171,10 +174,8 @@ def test_watch_reconnect_receipt(topic: str, base_url: str, server: object, tmp_
     )
     write = lambda d: httpx.post(f"{base_url}/v0/topics/{topic}", json={"records": [{"data": d}]})  # noqa: E731
     write(1)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len(proxy.conns) < 2:
-        time.sleep(0.05)
-    time.sleep(0.3)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # record 1 delivered: the stream is open and at cursor 1
     proxy.cut()
     write(2)
     try:
@@ -182,9 +183,15 @@ def test_watch_reconnect_receipt(topic: str, base_url: str, server: object, tmp_
     finally:
         proxy.close()
     assert proc.returncode == 0, err
-    assert [json.loads(x)["data"] for x in out.decode().splitlines()] == [1, 2]
+    assert [json.loads(x)["data"] for x in [first, *out.splitlines()]] == [1, 2]
     receipts = [json.loads(x)["$reconnect"] for x in err.decode().splitlines() if "$reconnect" in x]
-    assert receipts and receipts[0]["duplicates"] == 0 and receipts[0]["missing"] == 0
+    # what the receipt counts is real: where it resumed and what was lost on the way
+    assert receipts[0] == {
+        "connection": 2,
+        "resumed_at": {topic: 1},
+        "new_session": False,
+        "missing": 0,
+    }, receipts
 
 
 def test_router_commands(topics: Topics, topic: str) -> None:
@@ -219,46 +226,69 @@ def test_router_commands(topics: Topics, topic: str) -> None:
     assert topics("router", "get", name).code == 4
 
 
+def _demo(tmp_path: Path, *steps: str) -> subprocess.CompletedProcess[str]:
+    args = [a for step in steps for a in ("--step", step)]
+    return subprocess.run(
+        [sys.executable, "-m", "topics_cli", "demo", "--fast", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cli_env("http://127.0.0.1:9", tmp_path),
+    )
+
+
+def _transcript(stdout: str) -> list[tuple[list[str], list[str]]]:
+    """``(argv, output lines)`` for each ``$ topics …`` line the demo printed."""
+    runs: list[tuple[list[str], list[str]]] = []
+    for line in stdout.splitlines():
+        if line.startswith("$ topics "):
+            runs.append((shlex.split(line)[2:], []))
+        elif runs and line and not line.startswith(("   ", "==", "done:")):
+            runs[-1][1].append(line)
+    return runs
+
+
+_VOLATILE = re.compile(
+    r'"(\$ts|deadline|lease_id|last_write_ts|seconds|write_rate)":("[^"]*"|[\d.]+)'
+)
+
+
 def test_demo_runs_every_step(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "topics_cli", "demo", "--fast"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=cli_env("http://127.0.0.1:9", tmp_path),
-    )
+    r = _demo(tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    for title in ("durable stream", "fan-out", "job queue", "two-node mirror"):
+    for title in ("durable stream", "slow reader", "job queue", "two-node mirror", "lease queue"):
         assert title in r.stdout
-    assert "GAP" in r.stderr or "$gap" in r.stderr
-    assert "edge-a never sees its own writes echoed back" in r.stdout
-    mirror = r.stdout.split("two-node mirror")[1]
-    a_line = next(x for x in mirror.splitlines() if "edge-a never sees" in x)
-    assert "written at B" in a_line and "written at A" not in a_line
+    runs = {" ".join(argv): out for argv, out in _transcript(r.stdout)}
+    echoes = runs["diff a --node edge-a -o data -q"]
+    assert echoes and set(echoes) == {"written at B"}  # never its own write
+    assert set(runs["diff b --node edge-b -o data -q"]) == {"written at A"}
+    dead = json.loads(runs["diff render.dlq -q"][0])
+    assert dead["data"] == {"clip": 3} and dead["meta"]["$dead_letter_from"] == "render"
+    info = json.loads(runs["info render"][0])
+    assert info["queue"] == {"ready": 0, "in_flight": 0, "dead_lettered": 1}
+    assert '"$gap"' in r.stderr  # the slow reader's diff reports its gap
 
 
-def test_demo_log_steps(tmp_path: Path) -> None:
-    """The steps that need only the log core."""
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "topics_cli",
-            "demo",
-            "--fast",
-            "--step",
-            "stream",
-            "--step",
-            "fanout",
-            "--step",
-            "queue",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=cli_env("http://127.0.0.1:9", tmp_path),
-    )
+def test_demo_prints_what_it_runs(tmp_path: Path, server_factory: Callable[..., Any]) -> None:
+    """Each ``$ topics …`` line is the command that ran: replaying the printed lines, in
+    order, against a fresh server gives the very output the demo printed under each."""
+    r = _demo(tmp_path, "stream", "fanout", "queue")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "$ topics diff orders --from 2" in r.stdout
-    assert "GAP" in r.stdout + r.stderr or "$gap" in r.stderr
-    assert "worker-2 ran jobs 3, 4" in r.stdout
+    runs = _transcript(r.stdout)
+    assert [argv[0] for argv, _ in runs].count("put") >= 4
+    server = server_factory()
+    workdir = tmp_path / "replay"
+    workdir.mkdir()
+    for argv, printed in runs:
+        again = subprocess.run(
+            [sys.executable, "-m", "topics_cli", *argv],
+            capture_output=True,
+            text=True,
+            cwd=workdir,
+            env=cli_env(server.url, tmp_path),
+            timeout=60,
+        )
+        assert again.returncode in (0, 3), (argv, again.stderr)
+        assert printed, argv  # every command shown printed its own output
+        replayed = [_VOLATILE.sub("", line) for line in again.stdout.splitlines()]
+        assert replayed == [_VOLATILE.sub("", line) for line in printed], argv

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
-from topics_cli.app import app, hoist_globals
+from topics_cli.app import app
 
 
 def test_help_has_examples_and_exit_codes() -> None:
@@ -44,25 +45,30 @@ def test_version() -> None:
     assert r.exit_code == 0 and r.output.startswith("topics ")
 
 
-def test_hoist_globals() -> None:
-    assert hoist_globals(["diff", "t", "-o", "jsonl"]) == ["-o", "jsonl", "diff", "t"]
-    assert hoist_globals(["diff", "t", "--output=data", "-q"]) == [
-        "--output=data",
-        "-q",
-        "diff",
-        "t",
-    ]
-    assert hoist_globals(["-u", "x", "put", "t", "--debug"]) == ["-u", "x", "--debug", "put", "t"]
-    # config keeps its own --profile; "--" ends option processing
-    assert hoist_globals(["config", "set", "url", "u", "--profile", "p"]) == [
-        "config",
-        "set",
-        "url",
-        "u",
-        "--profile",
-        "p",
-    ]
-    assert hoist_globals(["put", "t", "--", "-o"]) == ["put", "t", "--", "-o"]
+def test_global_options_after_the_command_are_parsed_in_place() -> None:
+    """``-o``/``-q``/``--url`` may follow the command; an option's value is never taken for
+    a global flag (``--tag -q`` is the tag "-q"), and ``config`` keeps its own --profile."""
+    import typer.main
+
+    from topics_cli.context import AppContext
+
+    group = typer.main.get_command(app)
+
+    def parse(name: str, args: list[str]) -> tuple[AppContext, dict[str, object]]:
+        root = group.make_context("topics", [name])
+        root.obj = AppContext()
+        sub = group.get_command(root, name).make_context(name, args, parent=root)
+        return root.obj, sub.params
+
+    obj, params = parse("put", ["t", "--tag", "-q", "1"])
+    assert params["tag"] == "-q" and obj.quiet is False
+    obj, _ = parse("diff", ["t", "-o", "JSONL", "-q", "--url", "http://h:1", "--debug"])
+    assert (obj.output, obj.quiet, obj.url, obj.debug) == ("jsonl", True, "http://h:1", True)
+    obj, params = parse("diff", ["t"])
+    assert (obj.output, obj.quiet, obj.url) == (None, False, None)
+    runner = CliRunner()
+    r = runner.invoke(app, ["diff", "t", "-o", "xml"])
+    assert r.exit_code == 2 and "not one of" in r.output
 
 
 def test_import_budget() -> None:
@@ -117,8 +123,8 @@ def test_commands_load_lazily_and_list_in_order() -> None:
         "import sys, typer.main\n"
         "from topics_cli.app import _COMMANDS, app\n"
         "group = typer.main.get_command(app)\n"
-        "print(list(group.commands) == list(_COMMANDS))\n"
-        "group.get_command(None, 'put')\n"
+        "print(group.list_commands(None) == list(_COMMANDS))\n"
+        "group.get_command(group.make_context('topics', ['put']), 'put')\n"
         "print(sorted(m for m in sys.modules if m.startswith('topics_cli.commands.')))\n"
         "from topics_client import Client\n"
         "Client('http://127.0.0.1:1').topics\n"
@@ -168,12 +174,12 @@ def test_jsonl_page_is_per_record_dumps() -> None:
         assert jsonl_page(page) == expected, page
 
 
-def test_wire_records_match_the_record_path() -> None:
-    """Raw pages (server dicts) render exactly like decoded ``Record`` pages in every
-    mode but pretty."""
+def test_record_pages_render_in_every_raw_mode() -> None:
+    """Decoded ``Record`` pages and the server's dicts give these exact lines in every mode
+    but pretty (written out here, not recomputed from the code under test)."""
     import io
 
-    from topics_cli.output import Sink, record_to_wire
+    from topics_cli.output import Sink
     from topics_client import Record
 
     recs = [
@@ -181,10 +187,138 @@ def test_wire_records_match_the_record_path() -> None:
         Record(2, 1_700_000_000_001, "s"),
         Record(3, 1_700_000_000_002, None, extra={"$future": True}),
     ]
-    wire = [record_to_wire(r) for r in recs]
-    for mode in ("jsonl", "json", "data", "template"):
-        template = r"{seq}|{ts}|{time}|{tag}|{node}|{topic}|{data}|{data[a][0]}|{meta[m]}"
-        a, b = io.StringIO(), io.StringIO()
-        Sink(mode, template=template, out=a).records(recs, "orders")
-        Sink(mode, template=template, out=b).wire_records(wire, "orders")
-        assert a.getvalue() == b.getvalue() and a.getvalue(), mode
+    wire = [
+        {"$seq": 1, "$ts": 1_700_000_000_000, "$node": "n1", "$tag": "t", "meta": {"m": 1},
+         "data": {"a": [1, 2]}},
+        {"$seq": 2, "$ts": 1_700_000_000_001, "data": "s"},
+        {"$seq": 3, "$ts": 1_700_000_000_002, "data": None, "$future": True},
+    ]  # fmt: skip
+    jsonl = (
+        '{"$seq":1,"$ts":1700000000000,"$node":"n1","$tag":"t","meta":{"m":1},"data":{"a":[1,2]}}\n'
+        '{"$seq":2,"$ts":1700000000001,"data":"s"}\n'
+        '{"$seq":3,"$ts":1700000000002,"data":null,"$future":true}\n'
+    )
+    expected = {
+        "jsonl": jsonl,
+        "data": '{"a":[1,2]}\ns\nnull\n',
+        "template": (
+            "1|2023-11-14T22:13:20.000+00:00|t|n1|orders|1|1\n"
+            "2|2023-11-14T22:13:20.001+00:00|||orders||\n"
+            "3|2023-11-14T22:13:20.002+00:00|||orders||\n"
+        ),
+    }
+    template = r"{seq}|{time}|{tag}|{node}|{topic}|{data[a][0]}|{meta[m]}"
+    for mode, text in expected.items():
+        for page in (recs, wire):
+            out = io.StringIO()
+            sink = Sink(mode, template=template, out=out)
+            if page is recs:
+                sink.records(recs, "orders")
+            else:
+                sink.wire_records(wire, "orders")
+            assert out.getvalue() == text, (mode, page is recs)
+    out = io.StringIO()
+    Sink("json", out=out).wire_records(wire[1:2])
+    assert out.getvalue() == '{\n  "$seq": 2,\n  "$ts": 1700000000001,\n  "data": "s"\n}\n'
+
+
+def test_template_escapes_are_one_pass() -> None:
+    """``\\t`` is a tab, ``\\\\t`` a literal backslash-t, ``\\\\`` one backslash."""
+    import io
+
+    from topics_cli.output import Sink
+    from topics_client import Record
+
+    cases = {
+        r"{seq}\t{data}": "1\tx\n",
+        r"{seq}\\t{data}": "1\\tx\n",
+        r"{seq}\\\t{data}": "1\\\tx\n",
+        r"{seq}\n{data}": "1\nx\n",
+        r"C:\\dir\q{data}": "C:\\dir\\qx\n",
+    }
+    for template, want in cases.items():
+        out = io.StringIO()
+        Sink("template", template=template, out=out).records([Record(1, 0, "x")], "t")
+        assert out.getvalue() == want, template
+
+
+def test_every_duration_flag_rejects_non_finite_values() -> None:
+    """inf, nan and 1e400 are usage errors (exit 2, one line), never a traceback."""
+    runner = CliRunner()
+    commands = [
+        ["diff", "t", "--idle-timeout"],
+        ["watch", "t", "--idle-timeout"],
+        ["tombstone", "check", "t", "--warn-before"],
+        ["tombstone", "check", "t", "--sample"],
+        ["create", "t", "--ttl"],
+        ["status", "--wait", "--timeout"],
+        ["lease", "run", "q", "--exec", "true", "--idle-timeout"],
+        ["lease", "run", "q", "--exec", "true", "--grace"],
+        ["diff", "t", "--from"],
+    ]
+    env = {"TOPICS_URL": "http://127.0.0.1:9"}
+    for command in commands:
+        for value in ("inf", "nan", "1e400", "-inf"):
+            arg = f"@-{value}" if command[-1] == "--from" else value
+            r = runner.invoke(app, [*command, arg], env=env)
+            assert r.exit_code == 2, (command, value, r.output, r.exception)
+            assert "Traceback" not in r.output
+
+
+def test_environment_overrides_the_profile_field_by_field(tmp_path: Path) -> None:
+    """With TOPICS_URL and TOPICS_API_KEY both set, the profile still gives output,
+    template and no_color; each variable replaces only its own field."""
+    from topics_cli.config import ConfigFile, resolve
+
+    path = tmp_path / "config.toml"
+    cfg = ConfigFile.load(path)
+    for key, value in {
+        "url": "http://profile:1",
+        "api_key": "profile-key",
+        "output": "json",
+        "template": "{seq}",
+        "no_color": True,
+    }.items():
+        cfg.set("prod", key, value)
+    cfg.use("prod")
+    cfg.save()
+    env = {"TOPICS_URL": "http://env:2", "TOPICS_API_KEY": "env-key"}
+    r = resolve(url=None, api_key=None, profile=None, env=env, path=path)
+    assert (r.url, r.url_source, r.api_key) == ("http://env:2", "TOPICS_URL", "env-key")
+    assert (r.profile, r.output, r.template, r.no_color) == ("prod", "json", "{seq}", True)
+    r = resolve(url=None, api_key=None, profile=None, env={"TOPICS": "env:3"}, path=path)
+    assert (r.url, r.api_key, r.output) == ("http://env:3", "profile-key", "json")
+    r = resolve(url="flag:4", api_key="flag-key", profile=None, env=env, path=path)
+    assert (r.url, r.url_source, r.api_key, r.output) == (
+        "http://flag:4",
+        "--url",
+        "flag-key",
+        "json",
+    )
+    r = resolve(url=None, api_key=None, profile=None, env={}, path=tmp_path / "none.toml")
+    assert (r.url, r.url_source, r.api_key, r.profile) == (
+        "http://127.0.0.1:4000",
+        "default",
+        None,
+        None,
+    )
+
+
+def test_serve_and_demo_name_the_missing_server_extra() -> None:
+    """Without the server extra (its packages unimportable), `topics serve` / `topics demo`
+    print one line with the pip command to run and exit 1; other commands never need it."""
+    for command in ("serve", "demo"):
+        code = (
+            "import sys\n"
+            "for name in ('uvicorn', 'starlette', 'uvloop', 'httptools', 'sortedcontainers'):\n"
+            "    sys.modules[name] = None\n"
+            f"sys.argv = ['topics', '{command}']\n"
+            "from topics_cli.app import main\n"
+            "main()\n"
+        )
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.splitlines() == [
+            f"topics: error: topics {command} needs the server extra (uvicorn is not installed): "
+            "pip install 'topics-py[server]'"
+        ]

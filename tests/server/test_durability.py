@@ -125,6 +125,9 @@ def test_cap_eviction_and_floor_survive_restart(private: ServerProcess) -> None:
     private.start()
     with httpx.Client(base_url=private.url) as c:
         after = c.post("/v0/topics/capped/diff", json={"from_seq": 10}).json()
+        # after a crash the head moves up to the synced seq reservation; the loss stays
+        assert after["tombstone"]["head_seq"] >= before["tombstone"]["head_seq"]
+        del after["tombstone"]["head_seq"], before["tombstone"]["head_seq"]
         assert after["tombstone"] == before["tombstone"]
         state = c.get("/v0/topics/capped").json()
         assert state["count"] == 100

@@ -312,3 +312,155 @@ def test_fuzz_list_query(client: httpx.Client, params: dict[str, str]) -> None:
         assert len(names) <= 1000
     else:
         assert resp.status_code == 400
+
+
+# -- hostile families (issue 10): deep nesting, u64 extremes, percent-encoded names ------
+
+JSON_ENDPOINTS = [
+    ("PUT", ""),
+    ("POST", ""),
+    ("POST", "/diff"),
+    ("POST", "/delete"),
+    ("POST", "/claim"),
+    ("POST", "/ack"),
+    ("POST", "/nack"),
+    ("POST", "/extend"),
+]
+U64_EDGES = [2**62 - 1, 2**62, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**64 + 1, -1, -(2**63)]
+
+
+def _nested_text(depth: int, kinds: list[bool]) -> str:
+    """``depth`` levels, each an array (False) or an object under "k" (True)."""
+    opening = "".join('{"k":' if kinds[i % len(kinds)] else "[" for i in range(depth))
+    closing = "".join("}" if kinds[i % len(kinds)] else "]" for i in reversed(range(depth)))
+    return opening + "1" + closing
+
+
+@settings(FUZZ, max_examples=150)
+@given(
+    endpoint=st.sampled_from(JSON_ENDPOINTS),
+    depth=st.integers(min_value=1, max_value=1100) | st.sampled_from([125, 126, 127, 128, 129]),
+    kinds=st.lists(st.booleans(), min_size=1, max_size=4),
+    place=st.sampled_from(["data", "meta", "extra", "top"]),
+)
+def test_fuzz_deep_nesting(
+    client: httpx.Client,
+    fuzz_topics: dict[str, str],
+    endpoint: tuple[str, str],
+    depth: int,
+    kinds: list[bool],
+    place: str,
+) -> None:
+    """Any depth anywhere: over 128 levels in all is 400, never a 5xx (SPEC §0.4)."""
+    method, suffix = endpoint
+    deep = _nested_text(depth, kinds)
+    if place == "data":  # body, records, record: three levels above
+        body, total = f'{{"records":[{{"data":{deep}}}]}}', depth + 3
+    elif place == "meta":  # ... and the meta object: four
+        body, total = f'{{"records":[{{"data":1,"meta":{{"m":{deep}}}}}],"node":"n"}}', depth + 4
+    elif place == "extra":
+        body, total = f'{{"node":"n","seqs":[1],"before_seq":1,"x":{deep}}}', depth + 1
+    else:
+        body, total = deep, depth
+    name = fuzz_topics["write"] if method == "POST" and not suffix else fuzz_topics["diff"]
+    if method == "PUT":
+        name = fuzz_topics["put"]
+    resp = _send(client, method, f"/v0/topics/{name}{suffix}", body.encode())
+    if total > 128:
+        assert resp.status_code == 400, (total, resp.text)
+        assert resp.json()["error"]["code"] == "invalid_request"
+    if method == "PUT" and resp.status_code < 300:
+        _send(client, "PUT", f"/v0/topics/{name}", b"{}")
+
+
+@settings(FUZZ, max_examples=150)
+@given(
+    config=st.dictionaries(
+        st.sampled_from(CONFIG_KEYS), st.sampled_from(U64_EDGES) | scalars, max_size=5
+    ),
+    fields=st.dictionaries(
+        st.sampled_from(
+            ["from_seq", "limit", "max_batch_bytes", "wait_ms", "before_seq", "lease_ms", "max"]
+        ),
+        st.sampled_from(U64_EDGES),
+        max_size=3,
+    ),
+    seqs=st.lists(st.sampled_from(U64_EDGES), max_size=3),
+)
+def test_fuzz_u64_extremes(
+    client: httpx.Client, config: dict[str, Any], fields: dict[str, Any], seqs: list[int]
+) -> None:
+    """u64 edges in configs, cursors and seqs: never a 5xx; a saturated config still works."""
+    name = unique("fz-u64")
+    resp = _send(client, "PUT", f"/v0/topics/{name}", _encode(config))
+    if resp.status_code >= 300:
+        assert resp.status_code in (400, 409), resp.text
+        return
+    echoed = resp.json()["config"]
+    for key in ("ttl_ms", "idempotency_window_ms", "cap_records", "cap_bytes"):
+        if key in config and type(config[key]) is int and 0 <= config[key] < 2**64:
+            assert echoed[key] == config[key]
+    is_queue = echoed["type"] == "queue"
+    write = {"records": [{"data": 1}], "idempotency_key": "k"}
+    for _ in range(2):  # the second is a dedupe within the (maybe huge) window
+        resp = _send(client, "POST", f"/v0/topics/{name}", _encode(write))
+        assert resp.status_code in (200, 201, 422), resp.text
+    body = {**fields, "node": "n", "seqs": seqs, "match": ["tag", "Eq", "x"]}
+    body["wait_ms"] = 0
+    for suffix in ("/diff", "/delete") + (
+        ("/claim", "/ack", "/nack", "/extend") if is_queue else ()
+    ):
+        _send(client, "POST", f"/v0/topics/{name}{suffix}", _encode(body))
+    client.delete(f"/v0/topics/{name}")
+
+
+NAME_PIECES = ["%2F", "%2f", "%00", "%25", "%2E", "%3E", "%20", "%FF", "%E2%82%AC", "%", "..", "a"]
+
+
+@settings(FUZZ, max_examples=150)
+@given(
+    pieces=st.lists(st.sampled_from(NAME_PIECES) | st.text(max_size=4), min_size=1, max_size=5),
+    route=st.sampled_from(
+        [
+            ("GET", "/v0/topics/{}"),
+            ("PUT", "/v0/topics/{}"),
+            ("POST", "/v0/topics/{}"),
+            ("DELETE", "/v0/topics/{}"),
+            ("POST", "/v0/topics/{}/diff"),
+            ("POST", "/v0/topics/{}/delete"),
+            ("POST", "/v0/topics/{}/claim"),
+            ("POST", "/v0/topics/{}/ack"),
+            ("GET", "/v0/topics/{}/work"),
+            ("GET", "/v0/routers/{}"),
+            ("PUT", "/v0/routers/{}"),
+            ("DELETE", "/v0/routers/{}"),
+            ("GET", "/v0/watch/{}"),
+        ]
+    ),
+)
+def test_fuzz_percent_encoded_names(
+    client: httpx.Client, pieces: list[str], route: tuple[str, str]
+) -> None:
+    """Names built from escapes (``%2F``, ``%00``, bad UTF-8…) on every route: never a 5xx."""
+    name = "".join(
+        p if p.startswith("%") or p in ("..", "a") else quote(p, safe="") for p in pieces
+    )
+    method, template = route
+    path = template.format(name)
+    body = {"records": [{"data": 1}], "node": "n", "seqs": [1], "source": "a", "dest": "b"}
+    headers = {"content-type": "application/json", "accept": "text/event-stream"}
+    if path.endswith("/work"):
+        path += "?node=n"
+    try:
+        if method == "GET":
+            with client.stream(method, path, headers=headers, timeout=5) as resp:
+                if resp.status_code == 200:  # a stream opened: enough
+                    return
+                resp.read()
+        else:
+            resp = client.request(method, path, content=_encode(body), headers=headers)
+    except httpx.InvalidURL:
+        return  # the client would not send it
+    _check(resp)
+    if method == "PUT" and resp.status_code in (200, 201):
+        client.delete(path)

@@ -267,21 +267,46 @@ def test_max_topics(server_factory: Callable[..., ServerProcess]) -> None:
         assert http.get("/v0/ready").json()["topics"] == 3
 
 
-@pytest.mark.parametrize("var", ["TOPICS_MAX_TOPICS", "TOPICS_MAX_TOTAL_BYTES"])
+@pytest.mark.parametrize(
+    ("var", "default"), [("TOPICS_MAX_TOPICS", 100_000), ("TOPICS_MAX_TOTAL_BYTES", 0)]
+)
 def test_unparsable_resource_cap_means_default(
-    server_factory: Callable[..., ServerProcess], var: str
+    server_factory: Callable[..., ServerProcess], var: str, default: int
 ) -> None:
-    """§13: env values are unsigned integers; unparsable → default."""
+    """§13: env values are unsigned integers; unparsable → the default, with a warning that
+    names the variable (start-up goes on)."""
+    from topics_server.settings import Settings
+
+    field = var.removeprefix("TOPICS_").lower()
+    settings = Settings.from_env(env={var: "lots"})
+    assert getattr(settings, field) == default
+    assert len(settings.warnings) == 1 and var in settings.warnings[0]
     proc = server_factory(env={var: "lots"})
     with httpx.Client(base_url=proc.url, timeout=30.0) as http:
         write(http, unique(), [{"data": "x" * 200}], status=201)
+    assert var in proc.log() and f"default {default}" in proc.log()
 
 
 def test_zero_disables_resource_caps(server_factory: Callable[..., ServerProcess]) -> None:
-    proc = server_factory(env={"TOPICS_MAX_TOPICS": "0", "TOPICS_MAX_TOTAL_BYTES": "0"})
+    """§13: ``0`` disables a cap. The same writes that a cap of 2 topics / 1500 bytes stops
+    all pass with 0 (read as 0, not as the default: no warning)."""
+    from topics_server.settings import Settings
+
+    zero = {"TOPICS_MAX_TOPICS": "0", "TOPICS_MAX_TOTAL_BYTES": "0"}
+    settings = Settings.from_env(env=zero)
+    assert (settings.max_topics, settings.max_total_bytes, settings.warnings) == (0, 0, ())
+
+    def three_writes(http: httpx.Client) -> list[int]:
+        return [
+            _post(http, unique(), {"records": [{"data": "x" * 1000}]}).status_code for _ in range(3)
+        ]
+
+    capped = server_factory(env={"TOPICS_MAX_TOPICS": "2", "TOPICS_MAX_TOTAL_BYTES": "1500"})
+    with httpx.Client(base_url=capped.url, timeout=30.0) as http:
+        assert three_writes(http)[1:] != [201, 201]  # a cap is enforced...
+    proc = server_factory(env=zero)
     with httpx.Client(base_url=proc.url, timeout=30.0) as http:
-        for _ in range(3):
-            write(http, unique(), [{"data": "x" * 1000}], status=201)
+        assert three_writes(http) == [201, 201, 201]  # ...and 0 turns both off
 
 
 def test_max_limit_env_clamps_diff(limited: httpx.Client) -> None:

@@ -329,5 +329,7 @@ def test_forwarding_resumes_after_sigkill(tmp_path: Path) -> None:
             copies = read_all(http, "dst")
             assert [c["data"] for c in copies] == list(range(1200))
             seqs = [c["meta"]["_topics_router"]["source_seq"] for c in copies]
-            assert seqs == list(range(1, 1201))
+            # after a crash the source continues above its synced seq reservation
+            assert seqs[:1000] == list(range(1, 1001))
+            assert seqs[1000:] == sorted(set(seqs[1000:])) and seqs[1000] > 1000
             assert http.get(rpath("src->dst")).json()["forwarded_total"] == 1200

@@ -8,8 +8,9 @@ import typer
 
 from topics_cli.config import PROFILE_KEYS, ConfigFile
 from topics_cli.context import get_app
+from topics_cli.group import typer_app
 
-app = typer.Typer(
+app = typer_app(
     help="""Named profiles in $XDG_CONFIG_HOME/topics/config.toml (default ~/.config).
 
 Keys: url, api_key, output, template, no_color. Precedence: flag > env > profile > default.
@@ -22,8 +23,6 @@ Examples:
   topics config list
   topics --profile staging diff orders
 """,
-    no_args_is_help=True,
-    rich_markup_mode=None,
 )
 
 ProfileOpt = Annotated[

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from topics_cli.context import get_app
-from topics_cli.errors import EXIT_GAP, EXIT_INTERRUPTED
+from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, EXIT_INTERRUPTED
+from topics_cli.group import typer_app
 from topics_cli.options import (
     CheckpointOpt,
     CountOpt,
@@ -27,14 +29,12 @@ from topics_cli.options import (
 
 if TYPE_CHECKING:
     from topics_cli.consume import Checkpoint, Tracker
-    from topics_client import Client, Gap, Record
+    from topics_client import Client, Gap
     from topics_client._replay import ReplayState
 
 _B = TypeVar("_B")
 WireRecord = dict[str, Any]
 """A record as the server returned it: ``{"$seq", "$ts", "$tag"?, "$node"?, "meta"?, "data"}``."""
-RAW_MODES = ("jsonl", "json", "data", "template")
-"""Output modes that write records as the server sent them: these replay raw pages."""
 
 
 class WirePage:
@@ -111,7 +111,6 @@ def _prefetched(batches: Iterator[_B], depth: int = 3) -> Iterator[_B]:
     """Fetch the next pages in a thread while this one is written out (server and client
     work overlap). The producer is a daemon: an early stop simply abandons it."""
     import queue
-    import sys
     import threading
 
     pages: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
@@ -126,21 +125,71 @@ def _prefetched(batches: Iterator[_B], depth: int = 3) -> Iterator[_B]:
             pages.put(("end", None))
 
     threading.Thread(target=produce, daemon=True, name="topics-replay").start()
-    # Both threads hold the GIL for long C calls (orjson on a whole page); with the default
-    # 5 ms switch interval the fetcher, woken by its socket, waits that long for the GIL at
-    # every read and write, and the server sits idle. A short interval keeps it fed.
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, 0.0002))
-    try:
-        while True:
-            kind, item = pages.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise item
-            yield item
-    finally:
-        sys.setswitchinterval(interval)
+    while True:
+        kind, item = pages.get()
+        if kind == "end":
+            return
+        if kind == "error":
+            raise item
+        yield item
+
+
+@dataclass
+class _Window:
+    """Where a replay starts and stops, resolved against the topic once."""
+
+    cursor: int
+    until_seq: int | None
+    until_ms: int | None
+    gap: Gap | None = None  # lost records at a time start (``--from @TIME``)
+
+
+def _window(
+    client: Client,
+    topic: str,
+    from_text: str,
+    until_text: str | None,
+    follow: bool,
+    checkpoint: Checkpoint | None,
+) -> _Window:
+    from topics_cli.consume import now_ms, seek_time, start_cursor
+    from topics_cli.positions import parse_from, parse_until, resolve_until
+
+    now = now_ms()
+    until_pos = parse_until(until_text, now) if until_text else None
+    if until_pos is None and not follow:
+        until_pos = parse_until("head", now)
+    cursor, since = start_cursor(client, topic, parse_from(from_text, now), checkpoint)
+    head = 0
+    if until_pos is not None and until_pos.kind == "head":
+        head = client.topics.get(topic, touch=False).head_seq
+    until_seq, until_ms = resolve_until(until_pos, head)
+    gap = None
+    if since is not None:
+        cursor, gap = seek_time(client, topic, since)
+    assert cursor is not None
+    return _Window(cursor, until_seq, until_ms, gap)
+
+
+def _cut(
+    page: WirePage, position: int, until_ms: int | None, left: int | None
+) -> tuple[list[WireRecord], int, bool]:
+    """The part of ``page`` to deliver, the cursor after it, and whether the run ends there
+    (``--until @TIME`` passed, or ``left`` records of ``--count`` delivered)."""
+    records, end, stop = page.records, page.next_from_seq, False
+    if until_ms is not None:
+        if records and records[-1]["$ts"] > until_ms:
+            records = [r for r in records if r["$ts"] <= until_ms]
+            end = records[-1]["$seq"] if records else position
+            stop = True
+        elif page.caught_up and int(time.time() * 1000) > until_ms:
+            stop = True
+    if left is not None and len(records) >= left:
+        records = records[:left]
+        if records:
+            end = records[-1]["$seq"]
+        stop = True
+    return records, end, stop
 
 
 def run_replay(
@@ -148,9 +197,8 @@ def run_replay(
     topic: str,
     *,
     tracker: Tracker,
-    emit: Callable[[tuple[Record, ...]], None] | None,
+    emit: Callable[[list[WireRecord]], None] | None,
     from_text: str,
-    emit_wire: Callable[[list[WireRecord]], None] | None = None,
     until_text: str | None,
     follow: bool,
     checkpoint: Checkpoint | None = None,
@@ -161,116 +209,51 @@ def run_replay(
     include_tags: bool = True,
     include_meta: bool = True,
 ) -> int:
-    """Replay one topic into ``emit``; returns the exit code (0, or 3 on ``fail``).
+    """Replay one topic into ``emit`` (the server's record dicts, page by page; ``None``:
+    count only); returns the exit code (0, or 3 on ``fail``).
 
-    With ``emit_wire`` (and no ``emit``) records are never decoded into models: pages come
-    from :func:`wire_pages` and ``emit_wire`` gets the server's record dicts.
-
-    The checkpoint advances after each batch ``emit`` has written, never past an unreported
+    The checkpoint advances after each page ``emit`` has written, never past an unreported
     gap; Ctrl-C leaves it at the last delivered record.
     """
-    import gc
+    from topics_client._replay import ReplayState
 
-    from topics_cli.consume import now_ms, seek_time, start_cursor
-
-    # pages of short-lived objects: the default gen-0 threshold costs ~25% of a replay
-    gc.set_threshold(50_000, 20, 20)
-    from topics_cli.positions import parse_from, parse_until, resolve_until
-
-    now = now_ms()
-    from_pos = parse_from(from_text, now)
-    until_pos = parse_until(until_text, now) if until_text else None
-    if until_pos is None and not follow:
-        until_pos = parse_until("head", now)
-    cursor, since = start_cursor(client, topic, from_pos, checkpoint)
-    head = 0
-    if until_pos is not None and until_pos.kind == "head":
-        head = client.topics.get(topic, touch=False).head_seq
-    until_seq, until_ms = resolve_until(until_pos, head)
-    if since is not None:
-        cursor = seek_time(client, topic, since)
-    assert cursor is not None
+    window = _window(client, topic, from_text, until_text, follow, checkpoint)
+    if window.gap is not None and tracker.gap(window.gap):
+        return EXIT_GAP
     wait_ms = 30_000 if idle_ms is None else max(1, min(30_000, idle_ms))
-    wire = emit_wire is not None and emit is None
-    pages: Iterator[Any]
-    if wire:
-        from topics_client._replay import ReplayState
-
-        state = ReplayState(
-            topic, cursor, until_seq=until_seq, follow=follow, limit=limit, wait_ms=wait_ms
-        )
-        options = {"node": node or None, "include_tags": include_tags, "include_meta": include_meta}
-        pages = wire_pages(client, topic, state, options)
-    else:
-        replay = client.topics.replay(
-            topic,
-            from_seq=cursor,
-            until_seq=until_seq,
-            follow=follow,
-            limit=limit,
-            wait_ms=wait_ms,
-            node=node or None,
-            include_tags=include_tags,
-            include_meta=include_meta,
-        )
-        pages = replay.batches()
-
-    def seq_of(record: Any) -> int:
-        return int(record["$seq"] if wire else record.seq)
-
-    def ts_of(record: Any) -> int:
-        return int(record["$ts"] if wire else record.ts)
-
+    state = ReplayState(
+        topic,
+        window.cursor,
+        until_seq=window.until_seq,
+        follow=follow,
+        limit=limit,
+        wait_ms=wait_ms,
+    )
+    options = {"node": node or None, "include_tags": include_tags, "include_meta": include_meta}
     delivered = 0
     last_record_at = time.monotonic()
-    position = cursor
+    position = window.cursor
 
     def save(seq: int) -> None:
         if checkpoint is not None:
             checkpoint.set(topic, seq)
             checkpoint.save()
 
-    batch: Any
     try:
-        for batch in _prefetched(pages):
-            if batch.gap is not None and tracker.gap(batch.gap):
+        for page in _prefetched(wire_pages(client, topic, state, options)):
+            if page.gap is not None and tracker.gap(page.gap):
                 return EXIT_GAP
-            records = batch.records
-            end = batch.next_from_seq
-            stop = False
-            if until_ms is not None:
-                if records and ts_of(records[-1]) > until_ms:
-                    records = type(records)(r for r in records if ts_of(r) <= until_ms)
-                    end = seq_of(records[-1]) if records else position
-                    stop = True
-                elif batch.caught_up and now_ms() > until_ms:
-                    stop = True
-            if count is not None and delivered + len(records) >= count:
-                records = records[: count - delivered]
-                if records:
-                    end = seq_of(records[-1])
-                stop = True
+            left = None if count is None else count - delivered
+            records, position, stop = _cut(page, position, window.until_ms, left)
             if records:
-                if wire:
-                    if emit_wire is not None:
-                        emit_wire(records)
-                    tracker.span(topic, len(records), seq_of(records[0]), seq_of(records[-1]))
-                else:
-                    if emit is not None:
-                        emit(records)
-                    tracker.records(topic, records)
+                if emit is not None:
+                    emit(records)
+                tracker.span(topic, len(records), records[0]["$seq"], records[-1]["$seq"])
                 delivered += len(records)
                 last_record_at = time.monotonic()
-            position = end
-            save(end)
-            if stop:
-                break
-            if (
-                follow
-                and idle_ms is not None
-                and not records
-                and (time.monotonic() - last_record_at) * 1000 >= idle_ms
-            ):
+            save(position)
+            idle = follow and idle_ms is not None and not records
+            if stop or (idle and (time.monotonic() - last_record_at) * 1000 >= (idle_ms or 0)):
                 break
     except KeyboardInterrupt:
         save(position)
@@ -278,6 +261,10 @@ def run_replay(
     return 0
 
 
+app = typer_app()
+
+
+@app.command("diff", help=HELP, epilog=EXIT_CODES_HELP)
 def diff(
     ctx: typer.Context,
     topic: TopicArg,
@@ -319,19 +306,14 @@ def diff(
     cp = Checkpoint(Path(checkpoint)) if checkpoint else None
     client = app.client()
 
-    def emit(records: tuple[Record, ...]) -> None:
-        sink.records(records, topic)
-
-    def emit_wire(records: list[WireRecord]) -> None:
+    def emit(records: list[WireRecord]) -> None:
         sink.wire_records(records, topic)
 
-    raw = sink.mode in RAW_MODES
     code = run_replay(
         client,
         topic,
         tracker=tracker,
-        emit=None if raw else emit,
-        emit_wire=emit_wire if raw else None,
+        emit=emit,
         from_text=from_ or "start",
         until_text=until,
         follow=follow,

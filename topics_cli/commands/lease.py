@@ -16,13 +16,14 @@ import typer
 
 from topics_cli.context import get_app
 from topics_cli.errors import EXIT_API, EXIT_CODES_HELP, CliError
+from topics_cli.group import typer_app
 
 if TYPE_CHECKING:
     from topics_client import Job
 
 __all__ = ["app", "job_to_wire"]
 
-app = typer.Typer(
+app = typer_app(
     help="""Lease queues: claim jobs, settle them, or run a command per job.
 
 A queue is a topic created with --type queue. Jobs are normal writes (topics put); a
@@ -37,8 +38,6 @@ Examples:
   topics lease ack jobs --node w1 31 32
   topics lease run jobs --exec './render.sh' --concurrency 8
 """,
-    no_args_is_help=True,
-    rich_markup_mode=None,
 )
 
 QueueArg = Annotated[str, typer.Argument(help="Queue (a topic of type queue).", show_default=False)]
@@ -397,9 +396,11 @@ def run(
         ),
     ] = None,
     grace: Annotated[
-        float,
-        typer.Option("--grace", min=0, help="Seconds running jobs get to finish after a stop."),
-    ] = 30.0,
+        str,
+        typer.Option(
+            "--grace", help="How long running jobs get to finish after a stop, e.g. 30s, 2m."
+        ),
+    ] = "30s",
     once: Annotated[
         bool,
         typer.Option(
@@ -426,6 +427,10 @@ def run(
         idle_ms = parse_duration_ms(idle_timeout) if idle_timeout else None
     except PositionError as exc:
         raise typer.BadParameter(str(exc), param_hint="--idle-timeout") from None
+    try:
+        grace_s = parse_duration_ms(grace) / 1000
+    except PositionError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--grace") from None
     if not exec_.strip():
         raise typer.BadParameter("empty command", param_hint="--exec")
     ap = get_app(ctx)
@@ -454,7 +459,7 @@ def run(
                 dead_letter=bool(config.dead_letter),
                 backoff_base_ms=backoff_base_ms,
                 backoff_max_ms=backoff_max_ms,
-                grace=grace,
+                grace=grace_s,
                 once=once,
                 idle_ms=idle_ms,
             )
@@ -471,7 +476,7 @@ def run(
         raise KeyboardInterrupt
     if runner.stats.killed:
         raise CliError(
-            f"{runner.stats.killed} running jobs killed after --grace {grace:g} s "
+            f"{runner.stats.killed} running jobs killed after --grace {grace_s:g} s "
             "(handed back for another delivery)",
             code=EXIT_API,
         )

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from topics_cli.context import get_app
-from topics_cli.errors import CliError
+from topics_cli.errors import EXIT_CODES_HELP, CliError
+from topics_cli.group import typer_app
 from topics_cli.options import TopicArg
 
 HELP = """Append records to TOPIC, from DATA arguments or from stdin (one JSON value a line).
@@ -136,8 +137,8 @@ class _BadLine(Exception):
 
 def _batches(
     lines: Iterator[tuple[int, bytes | str]], parse: _Input, size: int
-) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
-    """``(first_line, last_line, records)``; parses a whole batch before it is sent."""
+) -> Iterator[list[dict[str, Any]]]:
+    """The records of each batch of ``size`` lines; parses a whole batch before it is sent."""
     while True:
         chunk = list(islice(lines, size))
         if not chunk:
@@ -148,9 +149,13 @@ def _batches(
             if rec is not None:
                 records.append(rec)
         if records:
-            yield chunk[0][0], chunk[-1][0], records
+            yield records
 
 
+app = typer_app()
+
+
+@app.command("put", help=HELP, epilog=EXIT_CODES_HELP)
 def put(
     ctx: typer.Context,
     topic: TopicArg,
@@ -204,52 +209,85 @@ def put(
         raise typer.BadParameter("--raw and --envelope exclude each other", param_hint="--raw")
     app = get_app(ctx)
     sink = app.sink
-    meta_map = _pairs(meta, "--meta")
-    config_map = _pairs(config, "--config") or None
-    parse = _Input(raw=raw, envelope=envelope, skip_invalid=skip_invalid, tag=tag, meta=meta_map)
-    lines: Iterator[tuple[int, bytes | str]]
+    parse = _Input(
+        raw=raw, envelope=envelope, skip_invalid=skip_invalid, tag=tag, meta=_pairs(meta, "--meta")
+    )
+    lines, source = _lines(data)
+    writer = _Writer(
+        app.client(),
+        sink,
+        topic,
+        node=node,
+        key=key,
+        create=False if no_create else None,
+        config=_pairs(config, "--config") or None,
+    )
+    try:
+        for batch in _batches(lines, parse, batch_size):
+            writer.write(batch)
+    except _BadLine as bad:
+        total = writer.total
+        done = f"{total:,} records before it were appended" if total else "nothing appended"
+        raise CliError(
+            f"{source} {bad.line_no}: {bad.why}; nothing of its batch was sent ({done})",
+            hint="--raw sends lines as strings; --skip-invalid skips bad lines",
+        ) from None
+    sink.clear_status()
+    if parse.skipped:
+        shown = ", ".join(map(str, parse.skipped[:10])) + (" …" if len(parse.skipped) > 10 else "")
+        sink.warn(f"skipped {len(parse.skipped)} invalid {source}s ({shown})")
+    if parse.gap_markers:
+        sink.info(f"ignored {parse.gap_markers} $gap markers in the input")
+    writer.summary(parse.skipped)
+
+
+def _lines(data: list[str] | None) -> tuple[Iterator[tuple[int, bytes | str]], str]:
+    """Numbered input lines (the DATA arguments, else stdin) and what to call one."""
     if data:
-        lines = iter(enumerate(data, 1))
-        source = "argument"
-    else:
-        if sys.stdin.isatty():
-            raise CliError(
-                "no records: pass DATA arguments or pipe JSON lines on stdin",
-                hint="topics put TOPIC '{\"id\": 1}'",
-            )
-        lines = iter(enumerate(sys.stdin.buffer, 1))
-        source = "line"
-    client = app.client()
-    started = time.monotonic()
-    total = 0
-    seqs: list[int] = []
-    results: list[dict[str, Any]] = []
-    index = 0
-    batches = _batches(lines, parse, batch_size)
-    while True:
-        try:
-            item = next(batches, None)
-        except _BadLine as bad:
-            done = f"{total:,} records before it were appended" if total else "nothing appended"
-            raise CliError(
-                f"{source} {bad.line_no}: {bad.why}; nothing of its batch was sent ({done})",
-                hint="--raw sends lines as strings; --skip-invalid skips bad lines",
-            ) from None
-        if item is None:
-            break
-        _first, _last, records = item
-        batch_key = None if key is None else (key if index == 0 else f"{key}:{index}")
-        result = client.topics.write(
-            topic,
-            records,
-            node=node,
-            idempotency_key=batch_key,
-            create=False if no_create else None,
-            config=config_map,
+        return iter(enumerate(data, 1)), "argument"
+    if sys.stdin.isatty():
+        raise CliError(
+            "no records: pass DATA arguments or pipe JSON lines on stdin",
+            hint="topics put TOPIC '{\"id\": 1}'",
         )
-        index += 1
-        total += result.count
-        seqs.extend(result.seqs or range(result.first_seq, result.last_seq + 1))
+    return iter(enumerate(sys.stdin.buffer, 1)), "line"
+
+
+class _Writer:
+    """Sends batches (batch i > 0 with idempotency key ``KEY:i``), prints each write's
+    receipt in jsonl mode (progress on a terminal), and one summary otherwise."""
+
+    def __init__(
+        self,
+        client: Any,
+        sink: Any,
+        topic: str,
+        *,
+        node: str | None,
+        key: str | None,
+        create: bool | None,
+        config: dict[str, Any] | None,
+    ) -> None:
+        self.client = client
+        self.sink = sink
+        self.topic = topic
+        self.options = {"node": node, "create": create, "config": config}
+        self.key = key
+        self.started = time.monotonic()
+        self.total = 0
+        self.seqs: list[int] = []
+        self.results: list[dict[str, Any]] = []
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        index = len(self.results)
+        batch_key = (
+            None if self.key is None else (self.key if index == 0 else f"{self.key}:{index}")
+        )
+        result = self.client.topics.write(
+            self.topic, records, idempotency_key=batch_key, **self.options
+        )
+        self.total += result.count
+        self.seqs.extend(result.seqs or range(result.first_seq, result.last_seq + 1))
         entry = {
             "topic": result.topic,
             "first_seq": result.first_seq,
@@ -259,44 +297,41 @@ def put(
             "created": result.created,
             "deduped": result.deduped,
         }
+        self.results.append(entry)
+        if self.sink.mode == "jsonl":
+            self.sink.result(entry)
+        if index > 0:
+            rate = self.total / max(1e-6, time.monotonic() - self.started)
+            self.sink.status(f"put {self.topic}: {self.total:,} records ({rate:,.0f}/s)")
+
+    def summary(self, skipped: list[int]) -> None:
+        sink, seqs, results = self.sink, self.seqs, self.results
         if sink.mode == "jsonl":
-            sink.result(entry)
-        else:
-            results.append(entry)
-        if index > 1:
-            rate = total / max(1e-6, time.monotonic() - started)
-            sink.status(f"put {topic}: {total:,} records ({rate:,.0f}/s)")
-    sink.clear_status()
-    if parse.skipped:
-        shown = ", ".join(map(str, parse.skipped[:10])) + (" …" if len(parse.skipped) > 10 else "")
-        sink.warn(f"skipped {len(parse.skipped)} invalid {source}s ({shown})")
-    if parse.gap_markers:
-        sink.info(f"ignored {parse.gap_markers} $gap markers in the input")
-    if sink.mode == "jsonl":
-        return
-    if sink.mode in ("data", "template"):
-        sink.lines(map(str, seqs))
-        return
-    deduped = bool(results) and all(r["deduped"] for r in results)
-    summary = {
-        "topic": topic,
-        "count": total,
-        "first_seq": seqs[0] if seqs else None,
-        "last_seq": seqs[-1] if seqs else None,
-        "seqs": seqs,
-        "writes": index,
-        "created": any(r["created"] for r in results),
-        "deduped": deduped,
-        "skipped_lines": parse.skipped,
-    }
-
-    def pretty(console: Any) -> None:
-        if not seqs:
-            console.print(f"nothing appended to [bold]{topic}[/]")
             return
-        span = f"seq {seqs[0]}" if len(seqs) == 1 else f"seqs {seqs[0]}..{seqs[-1]}"
-        note = " [yellow](deduplicated: already written with this key)[/]" if deduped else ""
-        created = " [green](created)[/]" if summary["created"] else ""
-        console.print(f"appended {total:,} to [bold]{topic}[/]{created}: {span}{note}")
+        if sink.mode in ("data", "template"):
+            sink.lines(map(str, seqs))
+            return
+        deduped = bool(results) and all(r["deduped"] for r in results)
+        created = any(r["created"] for r in results)
+        summary = {
+            "topic": self.topic,
+            "count": self.total,
+            "first_seq": seqs[0] if seqs else None,
+            "last_seq": seqs[-1] if seqs else None,
+            "seqs": seqs,
+            "writes": len(results),
+            "created": created,
+            "deduped": deduped,
+            "skipped_lines": skipped,
+        }
 
-    sink.result(summary, pretty)
+        def pretty(console: Any) -> None:
+            if not seqs:
+                console.print(f"nothing appended to [bold]{self.topic}[/]")
+                return
+            span = f"seq {seqs[0]}" if len(seqs) == 1 else f"seqs {seqs[0]}..{seqs[-1]}"
+            note = " [yellow](deduplicated: already written with this key)[/]" if deduped else ""
+            made = " [green](created)[/]" if created else ""
+            console.print(f"appended {self.total:,} to [bold]{self.topic}[/]{made}: {span}{note}")
+
+        sink.result(summary, pretty)

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from topics_cli.context import get_app
+from topics_cli.errors import EXIT_CODES_HELP
+from topics_cli.group import typer_app
 from topics_cli.options import TopicArg, YesOpt
 
 HELP = """Delete records from TOPIC: those before a seq, with a tag, or with a tag prefix
@@ -22,6 +24,10 @@ Examples:
 """
 
 
+app = typer_app()
+
+
+@app.command("delete", help=HELP, epilog=EXIT_CODES_HELP)
 def delete(
     ctx: typer.Context,
     topic: TopicArg,

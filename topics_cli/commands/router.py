@@ -8,9 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from topics_cli.context import get_app
+from topics_cli.group import typer_app
 from topics_cli.options import YesOpt
 
-app = typer.Typer(
+app = typer_app(
     help="""Routers: copy every new record of a source topic into a dest topic.
 
 \b
@@ -21,8 +22,6 @@ Examples:
   topics router ls
   topics router rm orders->audit --yes
 """,
-    no_args_is_help=True,
-    rich_markup_mode=None,
 )
 
 RouterArg = Annotated[

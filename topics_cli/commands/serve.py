@@ -7,10 +7,14 @@ from typing import Annotated
 
 import typer
 
+from topics_cli.group import typer_app
+
 HELP = """Run the bundled reference server (the whole /v0 contract, no external services).
 
 Flags override the upstream environment variables (TOPICS_HOST, TOPICS_PORT,
 TOPICS_PORT_FILE, TOPICS_DATA_DIR, TOPICS_MAX_*). Stop it with Ctrl-C or SIGTERM.
+Needs the server extra: pip install 'topics-py[server]' (without it: one line naming
+it, exit 1).
 
 Examples:
 
@@ -21,6 +25,10 @@ Examples:
 """
 
 
+app = typer_app()
+
+
+@app.command("serve", help=HELP)
 def serve(
     host: Annotated[
         str | None, typer.Option("--host", help="Bind address (env TOPICS_HOST).")
@@ -42,6 +50,9 @@ def serve(
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
 ) -> None:
     # the server is imported only here: no other command pays for it
+    from topics_cli.commands._server import require_server
+
+    require_server("serve")
     from topics_server.server import run
     from topics_server.settings import Settings, SettingsError
 

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from topics_cli.context import get_app
+from topics_cli.errors import EXIT_CODES_HELP
+from topics_cli.group import typer_app
 
 HELP = """Show the server's health, readiness and a metrics summary.
 
@@ -23,6 +25,10 @@ Examples:
 """
 
 
+app = typer_app()
+
+
+@app.command("status", help=HELP, epilog=EXIT_CODES_HELP)
 def status(
     ctx: typer.Context,
     wait: Annotated[bool, typer.Option("--wait", help="Block until the server is ready.")] = False,

@@ -4,6 +4,7 @@ consuming anything."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,12 +12,14 @@ import typer
 
 from topics_cli.context import get_app
 from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, EXIT_INTERRUPTED
+from topics_cli.group import typer_app
 from topics_cli.options import TopicArg, UntilOpt
 
 if TYPE_CHECKING:
-    from topics_client import Client, TopicState
+    from topics_cli.positions import FromPos
+    from topics_client import Client, Gap, TopicState
 
-app = typer.Typer(
+app = typer_app(
     help="""Gap detection without consuming: would a reader at a cursor hit a gap, how long
 until it does, and is a seq range complete?
 
@@ -27,8 +30,6 @@ Examples:
   topics tombstone scan orders --from 0 -o json     # CI completeness proof
   topics gaps scan orders --from 1000 --until 5000
 """,
-    no_args_is_help=True,
-    rich_markup_mode=None,
     epilog=EXIT_CODES_HELP,
 )
 
@@ -111,14 +112,8 @@ def check(
     ] = "1s",
 ) -> None:
     """For each cursor: a gap now? lag, headroom, and when it falls off at the current rate."""
-    from topics_cli.consume import Checkpoint, now_ms
-    from topics_cli.positions import (
-        PositionError,
-        format_duration,
-        parse_duration_ms,
-        parse_from,
-        resolve_from,
-    )
+    from topics_cli.consume import now_ms
+    from topics_cli.positions import PositionError, parse_duration_ms, parse_from
 
     ap = get_app(ctx)
     if not from_ and not checkpoint:
@@ -131,57 +126,13 @@ def check(
         raise typer.BadParameter(str(exc)) from None
     client = ap.client()
     state = client.topics.get(topic, touch=False)
-    cursors: list[tuple[str, int]] = []
-    for text, pos in positions:
-        if pos.kind == "time":
-            from topics_cli.consume import seek_time
-
-            cursors.append((f"--from {text}", seek_time(client, topic, pos.value)))
-        else:
-            seq = resolve_from(pos, state.head_seq, state.earliest_seq)
-            assert seq is not None
-            cursors.append((f"--from {text}", seq))
-    for path in checkpoint or ():
-        saved = Checkpoint(path).get(topic)
-        if saved is None:
-            raise typer.BadParameter(f"{path} holds no cursor for {topic!r}")
-        cursors.append((str(path), saved))
+    cursors = _cursors(client, topic, state, positions, checkpoint or [])
     rate = _write_rate(client, topic, state, sample_s)
     if rate is not None:
         state = client.topics.get(topic, touch=False)
     now = now_ms()
-    reports = []
-    failing = False
-    for source, cursor in cursors:
-        probe = client.topics.diff(topic, from_seq=cursor, limit=1, include_meta=False)
-        tomb = probe.tombstone
-        gap = None
-        if tomb is not None:
-            gap = {
-                "gap_from": tomb.gap_from,
-                "gap_to": tomb.gap_to,
-                "reason": tomb.reason,
-                "missed_estimate": tomb.missed_estimate,
-                "earliest_seq": tomb.earliest_seq,
-            }
-        next_ts = probe.records[0].ts if probe.records and tomb is None else None
-        report: dict[str, Any] = {
-            "cursor": cursor,
-            "source": source,
-            "gap": gap,
-            "lag": max(0, state.head_seq - cursor),
-            "headroom": cursor - state.earliest_seq + 1,
-        }
-        report.update(eviction_estimate(state, cursor, rate, next_ts, now))
-        soon = (
-            warn_ms is not None
-            and gap is None
-            and report["evicted_in_ms"] is not None
-            and report["evicted_in_ms"] < warn_ms
-        )
-        report["status"] = "gap" if gap else ("at_risk" if soon else "ok")
-        failing = failing or gap is not None or soon
-        reports.append(report)
+    reports = [_cursor_report(client, topic, state, c, rate, now, warn_ms) for c in cursors]
+    failing = any(r["status"] != "ok" for r in reports)
     value: dict[str, Any] = {
         "topic": topic,
         "head_seq": state.head_seq,
@@ -193,42 +144,122 @@ def check(
         "cursors": reports,
         "ok": not failing,
     }
-
-    def pretty(console: Any) -> None:
-        rate_text = "not sampled" if rate is None else f"{rate:,.1f} rec/s"
-        console.print(
-            f"[bold]{topic}[/]: retained seqs {state.earliest_seq}..{state.head_seq}, "
-            f"writing at {rate_text}"
-        )
-        for r in reports:
-            head = f"  cursor {r['cursor']} ({r['source']}): "
-            if r["gap"]:
-                g = r["gap"]
-                console.print(
-                    head + f"[bold red]GAP[/] seqs {g['gap_from']}..{g['gap_to']} already lost "
-                    f"({g['reason']}, ~{g['missed_estimate']} records)"
-                )
-                continue
-            line = head + f"lag {r['lag']:,}, headroom {r['headroom']:,}"
-            eta = r["evicted_in_ms"]
-            if eta is not None:
-                rate_part = f"at {rate:,.0f} rec/s " if r["evicted_by"] == "cap" and rate else ""
-                style = "bold yellow" if r["status"] == "at_risk" else ""
-                warn = f"[{style}]" if style else ""
-                end = f"[/{style}]" if style else ""
-                line += (
-                    f"; {warn}{rate_part}this cursor is evicted in ~{format_duration(eta)}"
-                    f" ({r['evicted_by']}){end}"
-                )
-            elif r["writes_until_eviction"] is not None:
-                line += f"; evicted after {r['writes_until_eviction']:,} more writes"
-            else:
-                line += "; no cap or TTL: never evicted"
-            console.print(line)
-
-    ap.sink.result(value, pretty)
+    ap.sink.result(value, lambda console: _pretty_check(console, topic, state, rate, reports))
     if failing:
         raise typer.Exit(EXIT_GAP)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cursor:
+    source: str  # "--from TEXT" or the checkpoint's path
+    seq: int
+    seek_gap: Gap | None = None  # lost records at a time start (--from @TIME)
+
+
+def _cursors(
+    client: Client,
+    topic: str,
+    state: TopicState,
+    positions: list[tuple[str, FromPos]],
+    checkpoints: list[Path],
+) -> list[_Cursor]:
+    """Every cursor to check: the ``--from`` positions resolved, then the checkpoints'."""
+    from topics_cli.consume import Checkpoint, seek_time
+    from topics_cli.positions import resolve_from
+
+    cursors = []
+    for text, pos in positions:
+        if pos.kind == "time":
+            seq, gap = seek_time(client, topic, pos.value)
+            cursors.append(_Cursor(f"--from {text}", gap.cursor if gap else seq, gap))
+        else:
+            resolved = resolve_from(pos, state.head_seq, state.earliest_seq)
+            assert resolved is not None
+            cursors.append(_Cursor(f"--from {text}", resolved))
+    for path in checkpoints:
+        saved = Checkpoint(path).get(topic)
+        if saved is None:
+            raise typer.BadParameter(f"{path} holds no cursor for {topic!r}")
+        cursors.append(_Cursor(str(path), saved))
+    return cursors
+
+
+def _cursor_report(
+    client: Client,
+    topic: str,
+    state: TopicState,
+    cursor: _Cursor,
+    rate: float | None,
+    now: int,
+    warn_ms: int | None,
+) -> dict[str, Any]:
+    """One cursor's line: a gap now (the server's tombstone, or the time seek's), lag,
+    headroom, and when retention reaches it; ``status`` gap | at_risk | ok."""
+    probe = client.topics.diff(topic, from_seq=cursor.seq, limit=1, include_meta=False)
+    tomb: Any = probe.tombstone or cursor.seek_gap
+    gap = None
+    if tomb is not None:
+        gap = {
+            "gap_from": tomb.gap_from,
+            "gap_to": tomb.gap_to,
+            "reason": tomb.reason,
+            "missed_estimate": tomb.missed_estimate,
+            "earliest_seq": tomb.earliest_seq,
+        }
+    next_ts = probe.records[0].ts if probe.records and tomb is None else None
+    report: dict[str, Any] = {
+        "cursor": cursor.seq,
+        "source": cursor.source,
+        "gap": gap,
+        "lag": max(0, state.head_seq - cursor.seq),
+        "headroom": cursor.seq - state.earliest_seq + 1,
+    }
+    report.update(eviction_estimate(state, cursor.seq, rate, next_ts, now))
+    soon = (
+        warn_ms is not None
+        and gap is None
+        and report["evicted_in_ms"] is not None
+        and report["evicted_in_ms"] < warn_ms
+    )
+    report["status"] = "gap" if gap else ("at_risk" if soon else "ok")
+    return report
+
+
+def _pretty_check(
+    console: Any, topic: str, state: TopicState, rate: float | None, reports: list[dict[str, Any]]
+) -> None:
+    from topics_cli.positions import format_duration
+
+    rate_text = "not sampled" if rate is None else f"{rate:,.1f} rec/s"
+    console.print(
+        f"[bold]{topic}[/]: retained seqs {state.earliest_seq}..{state.head_seq}, "
+        f"writing at {rate_text}"
+    )
+    for r in reports:
+        head = f"  cursor {r['cursor']} ({r['source']}): "
+        if r["gap"]:
+            g = r["gap"]
+            console.print(
+                head + f"[bold red]GAP[/] seqs {g['gap_from']}..{g['gap_to']} already lost "
+                f"({g['reason']}, ~{g['missed_estimate']} records)"
+            )
+            continue
+        line = head + f"lag {r['lag']:,}, headroom {r['headroom']:,}"
+        eta = r["evicted_in_ms"]
+        if eta is not None:
+            rate_part = f"at {rate:,.0f} rec/s " if r["evicted_by"] == "cap" and rate else ""
+            style = "bold yellow" if r["status"] == "at_risk" else ""
+            warn = f"[{style}]" if style else ""
+            end = f"[/{style}]" if style else ""
+            line += (
+                f"; {warn}{rate_part}this cursor is evicted in ~{format_duration(eta)}"
+                f" ({r['evicted_by']}){end}"
+            )
+        elif r["writes_until_eviction"] is not None:
+            line += f"; evicted after {r['writes_until_eviction']:,} more writes"
+        else:
+            line += "; no cap or TTL: never evicted"
+        console.print(line)
 
 
 @app.command("scan")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from topics_cli.context import get_app
+from topics_cli.group import typer_app
 from topics_cli.options import TopicArg, YesOpt
 
 HELP_CREATE = """Create TOPIC, or reconfigure it (the flags given replace the whole config over
@@ -48,10 +49,14 @@ Examples:
 """
 
 
+app = typer_app()
+
+
 def _opt(*names: str, help: str) -> Any:
     return typer.Option(*names, help=help, show_default=False)
 
 
+@app.command("create", help=HELP_CREATE)
 def create(
     ctx: typer.Context,
     topic: TopicArg,
@@ -152,6 +157,7 @@ def _config_table(console: Any, config: dict[str, Any]) -> None:
     console.print(table)
 
 
+@app.command("info", help=HELP_INFO)
 def info(ctx: typer.Context, topic: TopicArg) -> None:
     app = get_app(ctx)
     state = app.client().topics.get(topic, touch=False)
@@ -184,6 +190,7 @@ def info(ctx: typer.Context, topic: TopicArg) -> None:
     app.sink.result(value, pretty)
 
 
+@app.command("ls", help=HELP_LS)
 def ls(
     ctx: typer.Context,
     prefix: Annotated[
@@ -229,6 +236,7 @@ def ls(
     app.sink.result(items, pretty)
 
 
+@app.command("rm", help=HELP_RM)
 def rm(
     ctx: typer.Context,
     topic: TopicArg,

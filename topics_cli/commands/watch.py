@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from topics_cli.context import get_app
-from topics_cli.errors import EXIT_GAP, CliError
+from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, CliError
+from topics_cli.group import typer_app
 from topics_cli.options import (
     CheckpointOpt,
     CountOpt,
@@ -26,13 +27,14 @@ from topics_cli.options import (
 if TYPE_CHECKING:
     from topics_cli.consume import Checkpoint, Tracker
     from topics_cli.output import Sink
-    from topics_client import Client
+    from topics_cli.positions import FromPos
+    from topics_client import Client, Gap
 
 HELP = """Live tail of one or more topics over a single SSE watch stream.
 
 Starts at the end by default (only new records); TOPIC@SEQ starts that topic after SEQ,
 --from applies to the others (start | end | N | -N | @TIME). Reconnects by itself and
-prints a receipt on stderr (where it resumed, duplicates dropped, records missed).
+prints a receipt on stderr (where it resumed, records missed since).
 jsonl lines are records exactly as the server sends them, plus "topic". On a terminal a
 status line shows per-topic lag, records/s and gaps so far.
 
@@ -75,8 +77,28 @@ class _Pump(threading.Thread):
             self.out.put(("end", None))
 
 
+class _ConnectionLog:
+    """httpx request hook: queues a ``reconnect`` event for every watch stream opened after
+    the first, saying whether a new session had to be created first (the receipt)."""
+
+    def __init__(self, events: queue.Queue[tuple[str, Any]]) -> None:
+        self.events = events
+        self.streams = 0
+        self.sessions = 0
+
+    def __call__(self, request: Any) -> None:
+        path = request.url.path
+        if request.method == "POST" and path == "/v0/watch":
+            self.sessions += 1
+        elif request.method == "GET" and path.startswith("/v0/watch/"):
+            self.streams += 1
+            if self.streams > 1:
+                self.events.put(("reconnect", self.sessions > 1))
+
+
 def _hooked_client(app: Any, hook: Any) -> Client:
-    """A client whose connections report themselves (for the reconnect receipt)."""
+    """A client whose connections report themselves (for the reconnect receipt). The httpx
+    client is ours: it is closed with the command, whatever the client does with it."""
     import httpx
 
     from topics_client import Client
@@ -89,7 +111,7 @@ def _hooked_client(app: Any, hook: Any) -> Client:
         event_hooks={"request": [hook]},
     )
     client = Client(url, api_key=app.settings.api_key, http_client=http)
-    app._clients.append(client)
+    app._clients.extend([client, http])
     return client
 
 
@@ -117,7 +139,6 @@ class _Watcher:
         self.caught_up: set[str] = set()
         self.lag: dict[str, int] = {}
         self.delivered = 0
-        self.duplicates = 0
         self.reconnects = 0
         self.pending_receipt: dict[str, Any] | None = None
         self.rate_window: list[tuple[float, int]] = []
@@ -129,6 +150,14 @@ class _Watcher:
                     self.checkpoint.set(topic, seq)
             self.checkpoint.save()
 
+    def adopt_tail_starts(self, session: Any) -> None:
+        """Tail starts (``--from end``): take the session's resolved cursors once known."""
+        if self.unknown and session is not None:
+            for name, start in session.topics.items():
+                if name in self.unknown:
+                    self.unknown.discard(name)
+                    self.cursors[name] = max(self.cursors[name], start.from_seq)
+
     def reconnected(self, new_session: bool) -> None:
         self.reconnects += 1
         if self.pending_receipt is None:
@@ -136,7 +165,6 @@ class _Watcher:
                 "connection": self.reconnects + 1,
                 "resumed_at": dict(self.cursors),
                 "new_session": new_session,
-                "duplicates_before": self.duplicates,
                 "missed_before": self.tracker.total_missed,
             }
         elif new_session:
@@ -147,7 +175,6 @@ class _Watcher:
         if r is None:
             return
         self.pending_receipt = None
-        dups = self.duplicates - r["duplicates_before"]
         missed = self.tracker.total_missed - r["missed_before"]
         at = ", ".join(f"{t}@{s}" for t, s in r["resumed_at"].items())
         how = "new session" if r["new_session"] else "same session"
@@ -155,10 +182,9 @@ class _Watcher:
             "connection": r["connection"],
             "resumed_at": r["resumed_at"],
             "new_session": r["new_session"],
-            "duplicates": dups,
             "missing": missed,
         }
-        text = f"reconnected ({how}), resumed at {at}, {dups} duplicates, {missed} missing"
+        text = f"reconnected ({how}), resumed at {at}, {missed} missing"
         self.sink.event("reconnect", payload, text, style="yellow")
 
     def handle(self, event: Any) -> bool:
@@ -168,11 +194,7 @@ class _Watcher:
         if isinstance(event, RecordsEvent):
             topic = event.topic
             seen = self.cursors.get(topic, 0)
-            records = event.records
-            if records and records[0].seq <= seen:
-                fresh = tuple(r for r in records if r.seq > seen)
-                self.duplicates += len(records) - len(fresh)
-                records = fresh
+            records = event.records  # the client hands each seq out once, across reconnects
             done = False
             to_seq = max(seen, event.to_seq)
             if self.count is not None and self.delivered + len(records) >= self.count:
@@ -240,6 +262,10 @@ class _GapStop(Exception):
     pass
 
 
+app = typer_app()
+
+
+@app.command("watch", help=HELP, epilog=EXIT_CODES_HELP)
 def watch(
     ctx: typer.Context,
     topics: Annotated[
@@ -267,8 +293,8 @@ def watch(
     on_gap: OnGapOpt = "warn",
     fail_on_gap: FailOnGapOpt = False,
 ) -> None:
-    from topics_cli.consume import Checkpoint, Tracker, now_ms, seek_time
-    from topics_cli.positions import PositionError, parse_duration_ms, parse_from, resolve_from
+    from topics_cli.consume import Checkpoint, Tracker, now_ms
+    from topics_cli.positions import PositionError, parse_duration_ms, parse_from
 
     app = get_app(ctx)
     policy = on_gap_policy(on_gap, fail_on_gap)
@@ -283,34 +309,11 @@ def watch(
     sink = app.sink
     cp = Checkpoint(Path(checkpoint)) if checkpoint else None
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
-    opened = {"streams": 0, "sessions": 0}
-
-    def hook(request: Any) -> None:
-        path = request.url.path
-        if request.method == "POST" and path == "/v0/watch":
-            opened["sessions"] += 1
-        elif request.method == "GET" and path.startswith("/v0/watch/"):
-            opened["streams"] += 1
-            if opened["streams"] > 1:
-                events.put(("reconnect", opened["sessions"] > 1))
-
-    client = _hooked_client(app, hook)
-    starts: dict[str, int | None] = {}
-    for name, seq in parsed:
-        saved = cp.get(name) if cp is not None else None
-        if saved is not None:
-            starts[name] = saved
-        elif seq is not None:
-            starts[name] = seq
-        elif pos.kind == "end":
-            starts[name] = None
-        elif pos.kind == "time":
-            starts[name] = seek_time(client, name, pos.value)
-        elif pos.kind in ("start", "seq"):
-            starts[name] = resolve_from(pos, 0, 1)
-        else:
-            state = client.topics.get(name, touch=False)
-            starts[name] = resolve_from(pos, state.head_seq, state.earliest_seq)
+    client = _hooked_client(app, _ConnectionLog(events))
+    tracker = Tracker(sink, policy, command="watch")
+    starts, seek_gaps = _starts(client, parsed, pos, cp)
+    for name in starts:
+        tracker.stats(name)
     stream = client.watch.stream(
         starts,
         node=node or None,
@@ -319,62 +322,22 @@ def watch(
         include_tags=True,
         include_meta=meta,
     )
-    tracker = Tracker(sink, policy, command="watch")
-    for name in starts:
-        tracker.stats(name)
-    cursors = {name: (s if s is not None else 0) for name, s in starts.items()}
     watcher = _Watcher(
         sink,
         tracker,
         cp,
-        cursors,
+        {name: (s if s is not None else 0) for name, s in starts.items()},
         with_data=not no_data,
         count=count,
         until_caught_up=until_caught_up,
     )
     watcher.unknown = {name for name, s in starts.items() if s is None}
-    pump = _Pump(stream, events)
-    live_status = sink.mode == "pretty" and sink.err_is_tty() and not sink.quiet
-    tick = 0.5 if live_status else None
-    last_record = time.monotonic()
     code = 0
     try:
-        pump.start()
-        while True:
-            timeout = tick
-            if idle_ms is not None:
-                remaining = idle_ms / 1000 - (time.monotonic() - last_record)
-                if remaining <= 0:
-                    break
-                timeout = remaining if timeout is None else min(timeout, remaining)
-            try:
-                kind, item = events.get(timeout=timeout)
-            except queue.Empty:
-                if live_status:
-                    sink.status(watcher.status_line())
-                continue
-            if kind == "end":
-                break
-            if kind == "error":
-                raise item
-            if kind == "reconnect":
-                watcher.reconnected(bool(item))
-                continue
-            # tail starts: adopt the session's resolved cursors once known
-            session = stream.session
-            if watcher.unknown and session is not None:
-                for name, start in session.topics.items():
-                    if name in watcher.unknown:
-                        watcher.unknown.discard(name)
-                        cursors[name] = max(cursors[name], start.from_seq)
-            before = watcher.delivered
-            done = watcher.handle(item)
-            if watcher.delivered > before:
-                last_record = time.monotonic()
-            if live_status:
-                sink.status(watcher.status_line())
-            if done:
-                break
+        if any(tracker.gap(gap) for gap in seek_gaps):
+            raise _GapStop
+        _Pump(stream, events).start()
+        _follow(watcher, stream, events, idle_ms)
     except _GapStop:
         code = EXIT_GAP
     except KeyboardInterrupt:
@@ -387,3 +350,70 @@ def watch(
     tracker.summary()
     if code:
         raise typer.Exit(code)
+
+
+def _starts(
+    client: Client, parsed: list[tuple[str, int | None]], pos: FromPos, cp: Checkpoint | None
+) -> tuple[dict[str, int | None], list[Gap]]:
+    """Each topic's start cursor (None: the tail) — checkpoint, else TOPIC@SEQ, else
+    ``--from`` — and the gaps a ``--from @TIME`` start already lies behind."""
+    from topics_cli.consume import seek_time
+    from topics_cli.positions import resolve_from
+
+    starts: dict[str, int | None] = {}
+    gaps: list[Gap] = []
+    for name, seq in parsed:
+        saved = cp.get(name) if cp is not None else None
+        if saved is not None or seq is not None:
+            starts[name] = saved if saved is not None else seq
+        elif pos.kind == "end":
+            starts[name] = None
+        elif pos.kind == "time":
+            starts[name], gap = seek_time(client, name, pos.value)
+            gaps.extend([gap] if gap is not None else [])
+        elif pos.kind in ("start", "seq"):
+            starts[name] = resolve_from(pos, 0, 1)
+        else:
+            state = client.topics.get(name, touch=False)
+            starts[name] = resolve_from(pos, state.head_seq, state.earliest_seq)
+    return starts, gaps
+
+
+def _follow(
+    watcher: _Watcher, stream: Any, events: queue.Queue[tuple[str, Any]], idle_ms: int | None
+) -> None:
+    """The main thread's loop: hand each event to ``watcher`` until it is done, the stream
+    ends, or ``idle_ms`` pass without a record; keeps the terminal status line fresh."""
+    sink = watcher.sink
+    live_status = sink.mode == "pretty" and sink.err_is_tty() and not sink.quiet
+    tick = 0.5 if live_status else None
+    last_record = time.monotonic()
+    while True:
+        timeout = tick
+        if idle_ms is not None:
+            remaining = idle_ms / 1000 - (time.monotonic() - last_record)
+            if remaining <= 0:
+                return
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        try:
+            kind, item = events.get(timeout=timeout)
+        except queue.Empty:
+            if live_status:
+                sink.status(watcher.status_line())
+            continue
+        if kind == "end":
+            return
+        if kind == "error":
+            raise item
+        if kind == "reconnect":
+            watcher.reconnected(bool(item))
+            continue
+        watcher.adopt_tail_starts(stream.session)
+        before = watcher.delivered
+        done = watcher.handle(item)
+        if watcher.delivered > before:
+            last_record = time.monotonic()
+        if live_status:
+            sink.status(watcher.status_line())
+        if done:
+            return

@@ -1,4 +1,4 @@
-"""Request plumbing shared by every handler: body limits, media type, path names."""
+"""Request plumbing shared by every handler: bodies, media types, keys and names."""
 
 from __future__ import annotations
 
@@ -6,12 +6,23 @@ from typing import Any
 
 from starlette.requests import Request
 
+from topics_server.engine.config import TopicConfig
 from topics_server.engine.engine import Engine
-from topics_server.errors import ApiError
+from topics_server.errors import ApiError, invalid_request
+from topics_server.middleware import ApiKey
 from topics_server.settings import Settings
 from topics_server.wire import loads
 
-__all__ = ["engine_of", "read_json", "settings_of"]
+__all__ = [
+    "check_accept",
+    "engine_of",
+    "key_of",
+    "parse_nodes",
+    "read_json",
+    "require_dead_letter",
+    "require_names",
+    "settings_of",
+]
 
 
 def engine_of(request: Request) -> Engine:
@@ -68,3 +79,55 @@ def _unsupported() -> ApiError:
     return ApiError(
         415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json"
     )
+
+
+def check_accept(request: Request) -> None:
+    """SSE endpoints: 406 unless ``Accept`` allows ``text/event-stream``."""
+    accept = request.headers.get("accept")
+    if accept is not None and "text/event-stream" not in accept and "*/*" not in accept:
+        raise ApiError(406, "not_acceptable", "this endpoint only speaks text/event-stream")
+
+
+def parse_nodes(raw: Any) -> frozenset[str] | None:
+    """A ``node`` filter: one name or an array of names."""
+    if raw is None:
+        return None
+    if type(raw) is str:
+        return frozenset((raw,))
+    if type(raw) is list and all(type(n) is str for n in raw):
+        return frozenset(raw)
+    raise invalid_request("node must be a string or an array of strings", field="node")
+
+
+# -- keys (SPEC §12.2): the checks that need the body -------------------------------
+
+
+def key_of(request: Request) -> ApiKey | None:
+    """The authenticated key of a request, or None in dev mode."""
+    key: ApiKey | None = request.scope.get("state", {}).get("api_key")
+    return key
+
+
+def require_names(request: Request, *names: str) -> None:
+    """403 unless the request's key may use every one of ``names``."""
+    key = key_of(request)
+    if key is None:
+        return
+    for name in names:
+        if not key.allows(name):
+            raise ApiError(403, "forbidden", f"this key may not use {name!r}", {"topic": name})
+
+
+def require_dead_letter(request: Request, config: TopicConfig) -> None:
+    """A key may only dead-letter into a topic it could write (SPEC §12.2)."""
+    key = key_of(request)
+    target = config.dead_letter
+    if key is None or target is None:
+        return
+    if not key.has("write") or not key.allows(target):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"this key may not write {target!r}, so it cannot dead-letter into it",
+            {"topic": target, "field": "dead_letter"},
+        )

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from topics_server import __version__
-from topics_server.api.common import engine_of
+from topics_server.api.common import engine_of, key_of
 from topics_server.errors import ApiError
 from topics_server.metrics import metrics_json, metrics_text
 from topics_server.wire import json_response, now_ms
@@ -38,7 +38,12 @@ async def ready(request: Request) -> Response:
             {"replay_progress": round(engine.recovery_progress, 3)},
             retry_after=1,
         )
-    body = {"status": "ready", "wal_replay_complete": True, "topics": len(engine.topics)}
+    body = {
+        "status": "ready",
+        "wal_replay_complete": True,
+        "topics": len(engine.topics),
+        "storage": "full" if engine.store.full else "ok",
+    }
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -47,5 +52,7 @@ async def metrics(request: Request) -> Response:
     engine = engine_of(request)
     if "application/json" in request.headers.get("accept", ""):
         return json_response(metrics_json(engine, _uptime_ms(request)), started)
-    text = metrics_text(engine, _uptime_ms(request), now_ms())
+    key = key_of(request)
+    visible = key.allows if key is not None and key.prefixes else None
+    text = metrics_text(engine, _uptime_ms(request), now_ms(), visible)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

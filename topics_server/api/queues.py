@@ -12,9 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from topics_server.api.common import engine_of, read_json, settings_of
-from topics_server.api.watch import check_accept
-from topics_server.auth import key_of, require_names
+from topics_server.api.common import check_accept, engine_of, read_json, settings_of
 from topics_server.engine.engine import Engine
 from topics_server.engine.log import TopicLog
 from topics_server.engine.queues import (
@@ -237,10 +235,6 @@ class _SseResponse(StreamingResponse):
 
 async def work(request: Request) -> Response:
     """Push jobs leased to ``node`` over SSE; its leases are released when it ends."""
-    key = key_of(request)
-    if key is not None and not key.has("read", "write"):
-        raise ApiError(403, "forbidden", "this key lacks the read+write scope")
-    require_names(request, request.path_params["topic"])
     check_accept(request)
     settings = settings_of(request)
     params = request.query_params

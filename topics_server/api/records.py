@@ -10,14 +10,20 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from topics_server.api.common import engine_of, read_json, settings_of
-from topics_server.auth import key_of
-from topics_server.engine.chunks import Payload
+from topics_server.api.common import (
+    engine_of,
+    key_of,
+    parse_nodes,
+    read_json,
+    require_dead_letter,
+    settings_of,
+)
 from topics_server.engine.config import TopicConfig, parse_config
 from topics_server.engine.engine import Batch, DiffRequest
 from topics_server.engine.predicates import parse_predicate
 from topics_server.errors import ApiError, invalid_request
 from topics_server.settings import Settings
+from topics_server.storage.records import Payload
 from topics_server.wire import (
     U32_MAX,
     as_bool,
@@ -123,17 +129,15 @@ async def write(request: Request) -> Response:
     if (raw_config := get("config")) is not None:
         config = parse_config(raw_config, name)
         api_key = key_of(request)
-        if (
-            api_key is not None
-            and not api_key.has("admin")
-            and name not in engine_of(request).topics
-        ):
-            raise ApiError(
-                403,
-                "forbidden",
-                "creating a topic with a config needs the admin scope",
-                {"topic": name},
-            )
+        if api_key is not None and name not in engine_of(request).topics:
+            if not api_key.has("admin"):
+                raise ApiError(
+                    403,
+                    "forbidden",
+                    "creating a topic with a config needs the admin scope",
+                    {"topic": name},
+                )
+            require_dead_letter(request, config)
     create = get("create")
     if create is not None:
         as_bool(create, "create")
@@ -174,16 +178,6 @@ async def write(request: Request) -> Response:
         wal_append_ms=outcome.wal_append_ms,
         fsync_ms=outcome.fsync_ms,
     )
-
-
-def parse_nodes(raw: Any) -> frozenset[str] | None:
-    if raw is None:
-        return None
-    if type(raw) is str:
-        return frozenset((raw,))
-    if type(raw) is list and all(type(n) is str for n in raw):
-        return frozenset(raw)
-    raise invalid_request("node must be a string or an array of strings", field="node")
 
 
 def parse_diff(body: dict[str, Any], settings: Settings) -> DiffRequest:

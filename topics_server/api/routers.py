@@ -8,9 +8,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from topics_server.api.common import engine_of, read_json
+from topics_server.api.common import engine_of, key_of, read_json, require_names
 from topics_server.api.topics import decode_cursor, encode_cursor, page_size
-from topics_server.auth import key_of, require_names
 from topics_server.engine.names import is_router_name, is_topic_name
 from topics_server.engine.predicates import parse_predicate
 from topics_server.engine.routers import Router, RouterSpec

@@ -11,8 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from topics_server.api.common import engine_of, read_json
-from topics_server.auth import key_of
+from topics_server.api.common import engine_of, key_of, read_json, require_dead_letter
 from topics_server.engine.config import parse_config
 from topics_server.engine.engine import Engine
 from topics_server.engine.log import TopicLog
@@ -27,6 +26,7 @@ async def put_topic(request: Request) -> Response:
     name: str = request.path_params["topic"]
     body = await read_json(request, empty_as_object=True)
     config = parse_config(body, name, field="body")
+    require_dead_letter(request, config)
     log, created = await engine_of(request).put_topic(name, config)
     return json_response(
         {"topic": name, "created": created, "config": log.config.to_json()},
@@ -61,7 +61,7 @@ async def get_topic(request: Request) -> Response:
     now = now_ms()
     name: str = request.path_params["topic"]
     await engine.routers.catch_up(name)
-    log = engine.require(name, now)
+    log = engine.require(name)
     if query_bool(request.query_params, "touch", True):
         engine.mark_read(log, now)
     return json_response(topic_state(engine, log, now), started)
@@ -116,7 +116,7 @@ async def list_topics(request: Request) -> Response:
         if len(entries) == size:
             more = True
             break
-        log = engine.require(name, now)
+        log = engine.require(name)
         if touch:
             engine.mark_read(log, now)
         entries.append(

@@ -8,15 +8,22 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from topics_server.api.common import engine_of, read_json, settings_of
-from topics_server.api.records import parse_nodes
-from topics_server.auth import key_of, require_names
+from topics_server.api.common import (
+    check_accept,
+    engine_of,
+    key_of,
+    parse_nodes,
+    read_json,
+    require_names,
+    settings_of,
+)
+from topics_server.api.render import reads_of, render
 from topics_server.engine.watch import SESSION_TTL_MS, WatchOptions
 from topics_server.errors import ApiError, invalid_request, throttled, topic_not_found
 from topics_server.sse import decode_cursor
 from topics_server.wire import U32_MAX, as_bool, as_object, as_u64, json_response, query_bool
 
-__all__ = ["SSE_HEADERS", "check_accept", "create_watch", "sse_slot", "stream_watch"]
+__all__ = ["SSE_HEADERS", "create_watch", "sse_slot", "stream_watch"]
 
 SSE_HEADERS = {
     "cache-control": "no-store",
@@ -102,12 +109,6 @@ async def create_watch(request: Request) -> Response:
     )
 
 
-def check_accept(request: Request) -> None:
-    accept = request.headers.get("accept")
-    if accept is not None and "text/event-stream" not in accept and "*/*" not in accept:
-        raise ApiError(406, "not_acceptable", "this endpoint only speaks text/event-stream")
-
-
 def sse_slot(request: Request) -> None:
     limit = settings_of(request).max_sse_connections
     if limit and engine_of(request).sse_connections >= limit:
@@ -132,5 +133,7 @@ async def stream_watch(request: Request) -> Response:
             if topic in session.cursors:
                 session.cursors[topic] = min(session.cursors[topic], seq)
     return StreamingResponse(
-        engine.watches.stream(session), media_type="text/event-stream", headers=SSE_HEADERS
+        render(session, engine, reads_of(request)),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
     )

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
 
 from topics_server.engine.names import is_topic_name
 from topics_server.errors import invalid_request
 from topics_server.wire import as_bool, as_object, as_u64
 
-__all__ = ["DURABILITIES", "TopicConfig", "parse_config"]
+__all__ = ["DURABILITIES", "FOREVER_MS", "TopicConfig", "parse_config"]
 
 DURABILITIES = ("ephemeral", "memory", "disk", "fsync")
 Durability = Literal["ephemeral", "memory", "disk", "fsync"]
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
+# Durations are u64 on the wire (SPEC §0.4) and saturate: from 2^62 ms (146 million
+# years) on they mean "forever", so `now + duration` stays inside a signed 64-bit
+# integer wherever it is stored. The value as sent is still what the config echoes.
+FOREVER_MS: Final = 2**62
+_SATURATING = ("ttl_ms", "idempotency_window_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,8 @@ class TopicConfig:
     max_deliveries: int = 0
     dead_letter: str | None = None
     leases_durable: bool = False
+    # (field, value as sent) for saturated durations: echoed, never computed with
+    sent: tuple[tuple[str, int], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def durable(self) -> bool:
@@ -44,7 +51,7 @@ class TopicConfig:
         return self.type == "queue"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "type": self.type,
             "ttl_ms": self.ttl_ms,
             "cap_records": self.cap_records,
@@ -63,6 +70,8 @@ class TopicConfig:
             "dead_letter": self.dead_letter,
             "leases_durable": self.leases_durable,
         }
+        body.update(self.sent)
+        return body
 
 
 def _enum(value: Any, name: str, allowed: tuple[str, ...]) -> Any:
@@ -78,9 +87,13 @@ def parse_config(raw: Any, topic: str, field: str = "config") -> TopicConfig:
     get = body.get
     if (v := get("type")) is not None:
         out["type"] = _enum(v, "type", ("log", "queue"))
+    sent: list[tuple[str, int]] = []
     for name in ("ttl_ms", "cap_records", "cap_bytes", "idempotency_window_ms", "max_deliveries"):
         if (v := get(name)) is not None:
             out[name] = as_u64(v, name)
+            if name in _SATURATING and out[name] > FOREVER_MS:
+                sent.append((name, out[name]))
+                out[name] = FOREVER_MS
     if (v := get("discard")) is not None:
         out["discard"] = _enum(v, "discard", ("old", "reject"))
     for name in ("auto_priority", "auto_create", "dedupe_node", "leases_durable"):
@@ -111,4 +124,4 @@ def parse_config(raw: Any, topic: str, field: str = "config") -> TopicConfig:
                 "a queue cannot dead-letter into itself", field="dead_letter", dead_letter=v
             )
         out["dead_letter"] = v
-    return TopicConfig(**out)
+    return TopicConfig(**out, sent=tuple(sent))

@@ -18,6 +18,7 @@ fsync      committed and fsynced before the ack (group commit)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from array import array
@@ -26,29 +27,56 @@ from dataclasses import dataclass
 
 from sortedcontainers import SortedDict
 
-from topics_server.engine.chunks import Chunk, Payload
 from topics_server.engine.config import TopicConfig, parse_config
 from topics_server.engine.idempotency import IdempotencyEntry
-from topics_server.engine.log import ReadResult, TopicLog, Totals
+from topics_server.engine.log import ColdMiss, ReadResult, TopicLog, Totals, WireRecord
 from topics_server.engine.names import is_topic_name
 from topics_server.engine.predicates import TagPredicate
 from topics_server.engine.queues import QueueRegistry
+from topics_server.engine.retention import Retention
 from topics_server.engine.routers import Routers
 from topics_server.engine.watch import Watches
-from topics_server.errors import ApiError, invalid_request, throttled, topic_not_found
+from topics_server.errors import (
+    ApiError,
+    insufficient_storage,
+    invalid_request,
+    storage_failed,
+    throttled,
+    topic_not_found,
+)
 from topics_server.settings import Settings
-from topics_server.storage.sqlite import Operation, RecoveredTopic, SqliteStore
+from topics_server.storage.base import (
+    AppendChunk,
+    Change,
+    DiscardRecords,
+    DropRouter,
+    DropTopic,
+    MarkDeleted,
+    MoveFront,
+    PruneIdempotency,
+    RaiseHead,
+    RecoveredTopic,
+    Reserve,
+    SaveTopic,
+    StorageFull,
+    Store,
+    StoreCorrupt,
+    StoreError,
+    Timing,
+    TopicGone,
+)
+from topics_server.storage.records import Chunk, Payload
 from topics_server.wire import now_ms
 
 __all__ = ["Batch", "DiffRequest", "Engine", "WriteOutcome"]
 
-# An ephemeral topic persists its seq reservation this far ahead of the head.
+# Seqs are reserved (with a synced commit) this far ahead of use, so no crash or
+# power loss can make a topic hand out an acknowledged seq twice (SPEC §14).
 RESERVE_BLOCK = 1 << 16
+# A read retries this often when the front moved while its cold payloads loaded.
+COLD_ATTEMPTS = 8
 
-Batch = tuple["array[int]", Payload]
-Committed = (
-    asyncio.Future[tuple[float, float]] | None
-)  # (sizes, payload columns) of a validated write
+Batch = tuple["array[int]", Payload]  # (sizes, payload columns) of a validated write
 
 
 @dataclass(slots=True)
@@ -75,22 +103,24 @@ class DiffRequest:
 
 
 class Engine:
-    def __init__(self, settings: Settings, store: SqliteStore | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
         self.topics: SortedDict[str, TopicLog] = SortedDict()
         self.totals = Totals()
         self.started = time.monotonic()
         self.shutting_down = False
-        self.ready = store is None
-        self.recovery_progress = 1.0 if store is None else 0.0
+        self.ready = False
+        self.recovery_progress = 0.0
         self.sse_connections = 0
         self._next_instance = 1
-        self._reserved: dict[int, int] = {}  # ephemeral topics: instance -> persisted reservation
+        self._reserved: dict[int, int] = {}  # instance -> seqs reserved by a committed Reserve
+        self._lifecycles: dict[str, asyncio.Lock] = {}  # create/config/delete, one at a time
         # called with the topic name whenever a topic is removed; routers hook in here
         self.on_topic_removed: list[Callable[[str], list[str]]] = []
         # called with every log that just published records (router wake-ups)
         self.on_publish: list[Callable[[TopicLog], None]] = []
+        self.retention = Retention(self._expire)
         self.routers = Routers(self)
         self.watches = Watches(self)
         self.queues = QueueRegistry(self)  # lease state of queue topics (SPEC §10)
@@ -99,40 +129,63 @@ class Engine:
     # -- recovery ---------------------------------------------------------------
 
     def recover(self) -> None:
-        """Rebuild every topic from the store (run in a worker thread at start-up)."""
+        """Rebuild every topic from the store (run in a worker thread at start-up).
+
+        Anything the store holds that cannot be understood ends start-up with a
+        :class:`StoreCorrupt` naming it; nothing is written before recovery ends.
+        """
         store = self.store
-        if store is None:
-            return
         now = now_ms()
         total = max(store.topic_count(), 1)
         self._next_instance = store.next_instance()
+        discard: list[Change] = []
         for done, topic in enumerate(store.recover(now), start=1):
-            self._restore(topic, now)
+            try:
+                self._restore(topic, discard)
+            except StoreCorrupt:
+                raise
+            except Exception as exc:
+                raise StoreCorrupt(f"cannot restore topic {topic.name!r}: {_reason(exc)}") from None
             self.recovery_progress = done / total
-        for name, spec, cursor, instance, total in store.recover_routers():
-            self.routers.restore(name, spec, cursor, instance, total)
-        store.prune_idempotency(now)
+        for row in store.recover_routers():
+            try:
+                self.routers.restore(
+                    row.name, row.spec, row.cursor, row.source_instance, row.forwarded_total
+                )
+            except Exception as exc:
+                raise StoreCorrupt(f"cannot restore router {row.name!r}: {_reason(exc)}") from None
+        self._housekeeping = [*discard, PruneIdempotency(now)]
         self.recovery_progress = 1.0
 
-    def _restore(self, row: RecoveredTopic, now: int) -> None:
-        assert self.store is not None
+    async def finish_recovery(self) -> None:
+        """After :meth:`recover`, on the loop: commit what recovery found stale."""
+        changes = getattr(self, "_housekeeping", [])
+        self._housekeeping = []
+        if changes:
+            self.store.commit(*changes, wait=False)
+        now = now_ms()
+        for log in self.topics.values():
+            self._reserved.setdefault(log.instance_id, log.head)
+            self._retain(log, now)
+
+    def _restore(self, row: RecoveredTopic, discard: list[Change]) -> None:
         config = parse_config(row.config, row.name)
         log = TopicLog(row.name, row.instance, config, self.totals)
-        log.load_payloads = self.store.load_payloads
         log.evict_floor = row.evict_floor
         log.cap_hi, log.ttl_hi, log.trim_hi = row.cap_hi, row.ttl_hi, row.trim_hi
         log.last_ts = row.last_ts
         log.last_write_ts = row.last_write_ts
-        head = max(row.head, row.reserved)
+        # never below a reservation: seqs up to it may have been acknowledged and lost
+        head = max(row.head, row.reserved, row.chunks[-1].last if row.chunks else 0)
+        self._reserved[row.instance] = head
         if config.durability == "ephemeral":
             # its records are gone; every reader below the old head gets a tombstone
-            self.store.discard_records(row.instance)
+            discard.append(DiscardRecords(row.instance))
             log.head = log.assigned = head
             log.evict_floor = head + 1
-            self._reserved[row.instance] = row.reserved
             front = head + 1
         else:
-            log.head = log.assigned = max(head, row.chunks[-1].last if row.chunks else 0)
+            log.head = log.assigned = head
             log.chunks = [c for c in row.chunks if c.last >= row.front]
             log.deleted = row.deleted
             front = row.front
@@ -154,20 +207,18 @@ class Engine:
             entry = IdempotencyEntry(expires, first, last, head_seq)
             log.idempotency.put(key, entry)
         self.topics[row.name] = log
-        self.queues.restore(log)
+        self.queues.restore(log, row.leases)
 
     # -- lookup -------------------------------------------------------------
 
-    def get(self, name: str, now: int | None = None) -> TopicLog | None:
-        """The topic with retention applied, or None."""
+    def get(self, name: str) -> TopicLog | None:
+        """The topic, or None. Reads change nothing: retention runs on append, on
+        config changes and on the TTL timer (:mod:`topics_server.engine.retention`)."""
         log: TopicLog | None = self.topics.get(name)
-        if log is not None:
-            log.apply_retention(now_ms() if now is None else now)
-            self._sync_front(log)
         return log
 
-    def require(self, name: str, now: int | None = None) -> TopicLog:
-        log = self.get(name, now)
+    def require(self, name: str) -> TopicLog:
+        log = self.topics.get(name)
         if log is None:
             raise topic_not_found(name)
         return log
@@ -199,33 +250,78 @@ class Engine:
     def mark_read(self, log: TopicLog, now: int) -> None:
         log.last_read_ts = now
 
-    # -- persistence helpers ----------------------------------------------------
+    # -- committing: the store first, memory second ------------------------------
+
+    async def commit(
+        self,
+        *changes: Change,
+        fsync: bool = False,
+        wait: bool = True,
+        on_commit: Callable[[], None] | None = None,
+    ) -> Timing:
+        """Commit ``changes`` in one transaction; a failure raises the client's answer.
+
+        Every state change goes through here before memory moves (SPEC §14): a
+        :class:`StoreError` becomes ``507 insufficient_storage`` (out of space),
+        ``404`` (the topic went away meanwhile) or ``500 internal``, and the
+        caller changes nothing.
+        """
+        try:
+            future = self.store.commit(*changes, fsync=fsync, wait=wait, on_commit=on_commit)
+            return (0.0, 0.0) if future is None else await future
+        except StorageFull:
+            raise insufficient_storage() from None
+        except TopicGone:
+            names = [c.name for c in changes if isinstance(c, SaveTopic)]
+            raise topic_not_found(names[0] if names else "") from None
+        except StoreError as exc:
+            raise storage_failed(str(exc)) from None
 
     def _persistent(self, log: TopicLog) -> bool:
-        return self.store is not None and log.config.durability != "ephemeral"
+        return log.config.durability != "ephemeral"
+
+    def _lifecycle(self, name: str) -> asyncio.Lock:
+        """Creating, re-configuring and deleting one topic never interleave."""
+        lock = self._lifecycles.get(name)
+        if lock is None:
+            lock = self._lifecycles[name] = asyncio.Lock()
+        return lock
+
+    def _release_lifecycle(self, name: str) -> None:
+        lock = self._lifecycles.get(name)
+        if lock is not None and not lock.locked():
+            del self._lifecycles[name]
+
+    def _front_change(self, log: TopicLog) -> MoveFront:
+        return MoveFront(
+            log.instance_id,
+            log.earliest_seq,
+            log.evict_floor,
+            (log.cap_hi, log.ttl_hi, log.trim_hi),
+        )
 
     def _sync_front(self, log: TopicLog) -> None:
-        """Hand a moved front (eviction, prefix delete) to the store, then cool."""
-        store = self.store
-        if store is None:
-            return
+        """Hand a front moved by retention to the store (not awaited), then cool.
+
+        Retention is re-derived from configs and clocks at every start, so a lost
+        front move only keeps records the server meant to drop a little longer.
+        """
         front = log.earliest_seq
-        if front > log.persisted_front:
+        if front > log.persisted_front and self._persistent(log):
             log.persisted_front = front
-            store.move_front(
-                log.instance_id,
-                front,
-                log.evict_floor,
-                (log.cap_hi, log.ttl_hi, log.trim_hi),
-                fsync=False,
-                wait=False,
-            )
+            self.store.commit(self._front_change(log), wait=False)
         log.cool()
 
-    async def _await(
-        self, future: asyncio.Future[tuple[float, float]] | None
-    ) -> tuple[float, float]:
-        return (0.0, 0.0) if future is None else await future
+    def _retain(self, log: TopicLog, now: int) -> None:
+        """Apply caps and TTL now (a config change, recovery), then re-arm the TTL timer."""
+        log.apply_retention(now)
+        self._sync_front(log)
+        self.retention.schedule(log)
+
+    def _expire(self, log: TopicLog) -> None:
+        """The TTL timer fired: the expired prefix goes, readers below get a tombstone."""
+        log.apply_retention(now_ms())
+        self._sync_front(log)
 
     def reserve_holes(self, log: TopicLog, k: int) -> None:
         """Burn ``k`` seqs on ``log`` as an involuntary loss (router source trim).
@@ -240,17 +336,19 @@ class Engine:
         log.evict_floor = max(log.evict_floor, last + 1)
         log.trim_hi = last
         log.version += 1
-        if self.store is not None:
-            if log.config.durability == "ephemeral":
-                self._reserved[log.instance_id] = max(self._reserved.get(log.instance_id, 0), last)
-            self.store.raise_head(
+        self._reserved[log.instance_id] = max(self._reserved.get(log.instance_id, 0), last)
+        self.store.commit(
+            RaiseHead(
                 log.instance_id, last, log.evict_floor, (log.cap_hi, log.ttl_hi, log.trim_hi)
-            )
+            ),
+            wait=False,
+        )
         log.notify()
 
     # -- topic lifecycle (SPEC §2) --------------------------------------------
 
     def _new_log(self, name: str, config: TopicConfig) -> TopicLog:
+        """A topic not yet visible to anyone: it is registered once its save committed."""
         if not is_topic_name(name):
             raise invalid_request(f"invalid topic name {name!r}", topic=name)
         limit = self.settings.max_topics
@@ -258,27 +356,29 @@ class Engine:
             raise throttled("max_topics", limit, f"the server holds its maximum of {limit} topics")
         log = TopicLog(name, self._next_instance, config, self.totals)
         self._next_instance += 1
-        if self.store is not None:
-            log.load_payloads = self.store.load_payloads
         return log
 
-    def _register(self, log: TopicLog) -> Committed:
-        """Make a new topic visible at once; its persistence is queued (awaited by callers)."""
-        self.topics[log.name] = log
-        return self._save(log)
+    def _save_change(self, log: TopicLog, config: TopicConfig) -> SaveTopic:
+        return SaveTopic(log.name, log.instance_id, config.to_json(), self._next_instance)
 
-    def _save(self, log: TopicLog) -> Committed:
-        if self.store is None:
-            return None
-        config = log.config.to_json()
-        return self.store.save_topic(log.name, log.instance_id, config, self._next_instance)
+    def _register(self, log: TopicLog) -> None:
+        self.topics[log.name] = log
+        self._reserved.setdefault(log.instance_id, 0)
 
     async def put_topic(self, name: str, config: TopicConfig) -> tuple[TopicLog, bool]:
         """Create, or replace the config of, a topic (full replacement over defaults)."""
+        async with self._lifecycle(name):
+            try:
+                return await self._put_topic(name, config)
+            finally:
+                self._release_lifecycle(name)
+
+    async def _put_topic(self, name: str, config: TopicConfig) -> tuple[TopicLog, bool]:
         log = self.get(name)
         if log is None:
             log = self._new_log(name, config)
-            await self._await(self._register(log))
+            await self.commit(self._save_change(log, config), fsync=True)
+            self._register(log)
             return log, True
         if log.config.type != config.type:
             raise ApiError(
@@ -287,29 +387,33 @@ class Engine:
                 f"topic {name!r} is a {log.config.type}; its type cannot change",
                 {"topic": name, "existing_type": log.config.type, "requested_type": config.type},
             )
-        was_ephemeral = log.config.durability == "ephemeral"
+        changes: list[Change] = [self._save_change(log, config)]
+        flushed: list[Chunk] = []
+        if log.config.durability == "ephemeral" and config.durability != "ephemeral":
+            # leaving ephemeral: the records memory holds go to the store with the config
+            flushed = [c for c in log.chunks[log.lo :] if not c.stored and c.payload is not None]
+            changes.extend(AppendChunk(log.instance_id, chunk) for chunk in flushed)
+            deleted = tuple(sorted(s for s in log.deleted if s >= log.earliest_seq))
+            if deleted:
+                changes.append(MarkDeleted(log.instance_id, deleted))
+            changes.append(self._front_change(log))
+        await self.commit(*changes, fsync=True)
+        for chunk in flushed:
+            chunk.stored = True
         log.config = config
         log.version += 1
-        log.apply_retention(now_ms())
-        self._sync_front(log)
-        await self._await(self._save(log))
-        if was_ephemeral and self._persistent(log):
-            await self._flush_unstored(log)
+        self._retain(log, now_ms())
+        log.notify()
         return log, False
 
-    async def _flush_unstored(self, log: TopicLog) -> None:
-        """A topic leaving ``ephemeral``: its in-memory records go to the store now."""
-        assert self.store is not None
-        last = None
-        for chunk in log.chunks[log.lo :]:
-            if not chunk.stored and chunk.payload is not None:
-                last = self.store.append(log.instance_id, chunk, None, fsync=False, wait=True)
-        await self._await(last)
-        deleted = sorted(s for s in log.deleted if s >= log.earliest_seq)
-        if deleted:
-            await self._await(self.store.mark_deleted(log.instance_id, deleted, False, True))
-
     async def delete_topic(self, name: str, if_empty: bool) -> tuple[bool, list[str]]:
+        async with self._lifecycle(name):
+            try:
+                return await self._delete_topic(name, if_empty)
+            finally:
+                self._release_lifecycle(name)
+
+    async def _delete_topic(self, name: str, if_empty: bool) -> tuple[bool, list[str]]:
         log = self.get(name)
         if log is None:
             return False, []
@@ -320,7 +424,11 @@ class Engine:
                 f"topic {name!r} still holds {log.count} records",
                 {"topic": name, "count": log.count},
             )
+        routers = self.routers.touching(name)
+        await self.commit(DropTopic(log.instance_id), *(DropRouter(r) for r in routers), fsync=True)
         del self.topics[name]
+        self._reserved.pop(log.instance_id, None)
+        self.retention.cancel(log)
         log.removed = True
         self.totals.records -= log.count
         self.totals.bytes -= log.bytes
@@ -328,8 +436,6 @@ class Engine:
         removed: list[str] = []
         for hook in self.on_topic_removed:
             removed.extend(hook(name))
-        if self.store is not None:
-            await self._await(self.store.drop_topic(log.instance_id))
         return True, sorted(removed)
 
     # -- writes (SPEC §3) -----------------------------------------------------
@@ -344,15 +450,21 @@ class Engine:
         idempotency_key: str | None = None,
     ) -> WriteOutcome:
         now = now_ms()
-        log = self.get(name, now)
-        created = False
+        log = self.get(name)
         if log is None:
             allowed = create if create is not None else (config or TopicConfig()).auto_create
             if not allowed:
                 raise topic_not_found(name)
-            log = self._new_log(name, config or TopicConfig())
-            created = True
-        elif idempotency_key is not None:
+            async with self._lifecycle(name):
+                try:
+                    if self.topics.get(name) is None:
+                        # the topic and its first records commit together, or neither does
+                        log = self._new_log(name, config or TopicConfig())
+                        return await self._write(log, batch, now, idempotency_key, True)
+                finally:
+                    self._release_lifecycle(name)
+            return await self.write(name, batch, idempotency_key=idempotency_key)
+        if idempotency_key is not None:
             entry = log.idempotency.get(idempotency_key, now)
             if entry is not None:
                 if entry.pending is not None:
@@ -366,25 +478,28 @@ class Engine:
                     created=False,
                     deduped=True,
                 )
+        return await self._write(log, batch, now, idempotency_key, False)
+
+    async def _write(
+        self, log: TopicLog, batch: Batch, now: int, key: str | None, created: bool
+    ) -> WriteOutcome:
         sizes = batch[0]
         self._check_capacity(log, len(sizes), sum(sizes))
-        saved = self._register(log) if created else None
-
         entry = None
         expires = now + log.config.idempotency_window_ms
-        if idempotency_key is not None:
+        if key is not None:
             entry = IdempotencyEntry(expires_at=expires)
             entry.pending = asyncio.get_running_loop().create_future()
-            log.idempotency.put(idempotency_key, entry)
+            log.idempotency.put(key, entry)
+        before = (self._save_change(log, log.config),) if created else ()
         try:
-            await self._await(saved)
             chunk, timing = await self.append(
-                log, batch, now=now, key=idempotency_key, expires=expires
+                log, batch, now=now, key=key, expires=expires, before=before
             )
         except BaseException:
             if entry is not None:
-                assert idempotency_key is not None
-                log.idempotency.discard(idempotency_key)
+                assert key is not None
+                log.idempotency.discard(key)
                 _resolve(entry)
             raise
         if entry is not None:
@@ -409,60 +524,87 @@ class Engine:
         now: int | None = None,
         key: str | None = None,
         expires: int = 0,
-        also: Operation | None = None,
+        before: tuple[Change, ...] = (),
+        also: tuple[Change, ...] = (),
     ) -> tuple[Chunk, tuple[float, float]]:
         """Commit ``batch`` to ``log`` per its class, then publish it and wake readers.
 
         The write path of every producer: client writes, router copies and
-        dead-letter moves. ``also`` runs in the same store transaction as the
-        records (a router's cursor), so both land or neither does.
+        dead-letter moves. ``before`` and ``also`` commit in the same transaction
+        as the records (a new topic's save; a router's cursor), so all land or
+        none does. A ``log`` not yet registered (a topic created by this write)
+        is registered once the commit succeeded.
         """
         now = now_ms() if now is None else now
         sizes, payload = batch
         chunk = log.assign(sizes, payload, now)
         try:
-            timing = await self._persist_append(log, chunk, key, expires, also)
+            timing = await self._persist_append(log, chunk, key, expires, before, also)
         except BaseException:
             log.abandon(chunk)  # nothing was acknowledged: nothing is published
             raise
+        if before and self.topics.get(log.name) is not log:
+            self._register(log)
         log.publish(chunk, now)
         log.enforce_caps()
         self._sync_front(log)
+        if log.config.ttl_ms:
+            self.retention.schedule(log)
         log.notify()
         for listener in self.on_publish:
             listener(log)
         return chunk, timing
 
     async def _persist_append(
-        self, log: TopicLog, chunk: Chunk, key: str | None, expires: int, also: Operation | None
-    ) -> tuple[float, float]:
-        store = self.store
-        if store is None:
-            return 0.0, 0.0
+        self,
+        log: TopicLog,
+        chunk: Chunk,
+        key: str | None,
+        expires: int,
+        before: tuple[Change, ...],
+        also: tuple[Change, ...],
+    ) -> Timing:
         durability = log.config.durability
+        instance = log.instance_id
+        changes = list(before)
+        # seqs are handed out only inside a synced reservation (SPEC §14)
+        reserved = self._reserved.get(instance, 0)
+        fsync = durability == "fsync"
+        if chunk.last > reserved:
+            top = chunk.last + RESERVE_BLOCK
+            changes.append(Reserve(instance, top))
+            fsync = True
+
+            def reserved_now() -> None:
+                if self._reserved.get(instance, top) < top:
+                    self._reserved[instance] = top
+        else:
+            reserved_now = _nothing
         if durability == "ephemeral":
-            reserved = self._reserved.get(log.instance_id, 0)
-            if chunk.last > reserved:
-                reserved = chunk.last + RESERVE_BLOCK
-                self._reserved[log.instance_id] = reserved
-                await self._await(store.reserve(log.instance_id, reserved))
-            if also is not None:
-                store.submit(also, wait=False)
+            changes.extend(also)
+            if not changes:
+                return 0.0, 0.0
+            await self.commit(*changes, fsync=fsync, on_commit=reserved_now)
             return 0.0, 0.0
+        if self.store.full:
+            raise insufficient_storage()
         started = time.perf_counter()
-        wait = durability != "memory"
+        # memory-class records may be acknowledged before they commit, but never a new
+        # reservation or a new topic: those are waited for
+        wait = durability != "memory" or bool(before) or reserved_now is not _nothing
         persisted_key = (key, expires) if key is not None and wait else None
-        future = store.append(
-            log.instance_id,
-            chunk,
-            persisted_key,
-            fsync=durability == "fsync",
-            wait=wait,
-            also=also,
-        )
-        if future is None:
+        changes.append(AppendChunk(instance, chunk, persisted_key))
+        changes.extend(also)
+
+        def committed() -> None:
+            chunk.stored = True
+            reserved_now()
+
+        timing = await self.commit(*changes, fsync=fsync, wait=wait, on_commit=committed)
+        if not wait:
             return (time.perf_counter() - started) * 1000, 0.0
-        return await future
+        # a reservation's sync is the server's own cost, not this class's fsync wait
+        return timing if durability == "fsync" else (timing[0], 0.0)
 
     def _check_capacity(self, log: TopicLog, n: int, incoming: int) -> None:
         config = log.config
@@ -505,14 +647,46 @@ class Engine:
 
     # -- reads (SPEC §4) --------------------------------------------------------
 
+    async def read(
+        self,
+        log: TopicLog,
+        from_seq: int,
+        limit: int,
+        max_bytes: int,
+        nodes: frozenset[str] | None = None,
+        shape: tuple[bool, bool, bool] | None = None,
+    ) -> ReadResult:
+        """:meth:`TopicLog.read`, with cold payloads fetched off the event loop."""
+        cold: dict[int, Payload] = {}
+        for _ in range(COLD_ATTEMPTS):
+            try:
+                return log.read(from_seq, limit, max_bytes, nodes, shape, cold)
+            except ColdMiss as miss:
+                cold.update(await self._load_cold(log, miss))
+        raise RuntimeError(f"topic {log.name!r}: cold payloads missing from the store")
+
+    async def record(self, log: TopicLog, seq: int) -> WireRecord | None:
+        """One live record with its payload (cold ones fetched off the loop)."""
+        cold: dict[int, Payload] = {}
+        for _ in range(COLD_ATTEMPTS):
+            try:
+                return log.get(seq, cold)
+            except ColdMiss as miss:
+                cold.update(await self._load_cold(log, miss))
+        raise RuntimeError(f"topic {log.name!r}: cold payloads missing from the store")
+
+    async def _load_cold(self, log: TopicLog, miss: ColdMiss) -> dict[int, Payload]:
+        assert self.store is not None, "cold chunk without a store"
+        return await self.store.read_payloads(log.instance_id, miss.first, miss.last)
+
     async def diff(self, name: str, request: DiffRequest) -> tuple[TopicLog, ReadResult]:
         await self.routers.catch_up(name)
         now = now_ms()
-        log = self.require(name, now)
+        log = self.require(name)
         self.mark_read(log, now)
         shape = (request.include_tags, request.include_meta, True)
-        result = log.read(
-            request.from_seq, request.limit, request.max_batch_bytes, request.nodes, shape
+        result = await self.read(
+            log, request.from_seq, request.limit, request.max_batch_bytes, request.nodes, shape
         )
         if (
             request.wait_ms
@@ -523,10 +697,13 @@ class Engine:
         ):
             woke = await log.wait_change(request.wait_ms / 1000)
             if woke and not log.removed:
-                log.apply_retention(now_ms())
-                self._sync_front(log)
-                result = log.read(
-                    request.from_seq, request.limit, request.max_batch_bytes, request.nodes, shape
+                result = await self.read(
+                    log,
+                    request.from_seq,
+                    request.limit,
+                    request.max_batch_bytes,
+                    request.nodes,
+                    shape,
                 )
         return log, result
 
@@ -536,51 +713,58 @@ class Engine:
         self, name: str, before_seq: int | None, predicate: TagPredicate | None
     ) -> tuple[TopicLog, int]:
         log = self.require(name)
+        durability = log.config.durability
+        persist = durability != "ephemeral"
+        wait = durability in ("disk", "fsync")
+        fsync = durability == "fsync"
         if predicate is None:
             assert before_seq is not None
+            front = min(before_seq, log.head + 1)
+            if persist and front > log.earliest_seq:
+                change = MoveFront(
+                    log.instance_id, front, log.evict_floor, (log.cap_hi, log.ttl_hi, log.trim_hi)
+                )
+                await self.commit(change, fsync=fsync, wait=wait)
             deleted = len(log.delete_before(before_seq))
+            log.persisted_front = max(log.persisted_front, log.earliest_seq)
             self._sync_front(log)
-            await self._settle_persisted(log)
             return log, deleted
         bound = log.head + 1 if before_seq is None else min(before_seq, log.head + 1)
         victims = log.hot_tag_matches(predicate, bound)
-        if self.store is not None:
-            victims.extend(self.store.tag_matches(log.instance_id, predicate, bound))
-        done = log.delete_seqs(victims)
-        if done and self.store is not None:
-            durability = log.config.durability
-            wait = durability in ("disk", "fsync")
-            future = self.store.mark_deleted(
-                log.instance_id, done, fsync=durability == "fsync", wait=wait
-            )
-            self._sync_front(log)
-            await self._await(future)
+        if persist:
+            victims.extend(await self.store.tag_matches(log.instance_id, predicate, bound))
+        seqs = tuple(sorted({s for s in victims if log.locate(s) is not None}))
+        if seqs and persist:
+            await self.commit(MarkDeleted(log.instance_id, seqs), fsync=fsync, wait=wait)
+        done = log.delete_seqs(seqs)
+        self._sync_front(log)
         return log, len(done)
 
-    async def _settle_persisted(self, log: TopicLog) -> None:
-        """Wait until the store holds this topic's front (durable classes only)."""
-        store = self.store
-        if store is None or log.config.durability not in ("disk", "fsync"):
-            return
-        front = log.earliest_seq
-        await self._await(
-            store.move_front(
-                log.instance_id,
-                front,
-                log.evict_floor,
-                (log.cap_hi, log.ttl_hi, log.trim_hi),
-                fsync=log.config.durability == "fsync",
-                wait=True,
-            )
-        )
-
     # -- lifecycle ----------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Clean shutdown: reservations shrink to the heads, so a clean restart leaves
+        no unused seq range behind; then the store closes."""
+        changes = [Reserve(log.instance_id, log.head, exact=True) for log in self.topics.values()]
+        if changes and self.ready:
+            with contextlib.suppress(ApiError):
+                await self.commit(*changes, fsync=True)
+        await self.store.close()
 
     def begin_shutdown(self) -> None:
         """Stop parking readers: every long-poll returns now."""
         self.shutting_down = True
+        self.retention.stop()
         for log in self.topics.values():
             log.notify()
+
+
+def _nothing() -> None:
+    pass
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, ApiError) else str(exc) or type(exc).__name__
 
 
 def _resolve(entry: IdempotencyEntry) -> None:

@@ -1,6 +1,6 @@
 """One topic instance: its chunks, watermarks, retention and tombstones.
 
-The log is a list of :class:`~topics_server.engine.chunks.Chunk` in seq order.
+The log is a list of :class:`~topics_server.storage.records.Chunk` in seq order.
 ``(lo, pos)`` is the front: the record ``chunks[lo].first + pos`` is the first
 live one, everything before it was evicted or deleted. A delete in the middle
 only adds the seq to ``deleted``; the front skips such seqs as it passes them.
@@ -21,19 +21,19 @@ import asyncio
 from array import array
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from orjson import Fragment
 from sortedcontainers import SortedDict
 
-from topics_server.engine.chunks import Chunk, Payload
 from topics_server.engine.config import TopicConfig
 from topics_server.engine.idempotency import IdempotencyTable
 from topics_server.engine.predicates import TagPredicate
+from topics_server.storage.records import Chunk, Payload
 
-__all__ = ["HOT_RECORDS", "ReadResult", "TopicLog", "Totals", "WireRecord"]
+__all__ = ["HOT_RECORDS", "ColdMiss", "ReadResult", "TopicLog", "Totals", "WireRecord"]
 
 # A read that only skips (deleted or node-filtered records) stops after this many
 # examined seqs so one request never walks an unbounded log (SPEC §4.2 allows it).
@@ -46,8 +46,22 @@ HOT_BYTES = 8 << 20
 WireRecord = tuple[int, int, str | None, str | None, str, str | None, int]
 # (include_tags, include_meta, include_data) of records read straight into wire dicts
 WireShape = tuple[bool, bool, bool]
-# fetch cold payloads: (instance id, first seq from, first seq to) -> {first: payload}
-PayloadLoader = Callable[[int, int, int], dict[int, Payload]]
+
+
+class ColdMiss(Exception):
+    """A read needs payloads only the store holds: chunks starting in ``first..last``.
+
+    Reads never touch the store themselves (they run on the event loop): the
+    caller fetches the range asynchronously and reads again with it.
+    """
+
+    def __init__(self, first: int, last: int) -> None:
+        super().__init__(first, last)
+        self.first = first
+        self.last = last
+
+
+_NO_COLD: Mapping[int, Payload] = {}
 
 
 class Totals:
@@ -143,7 +157,6 @@ class TopicLog:
         self.removed = False
         self.version = 0  # bumped by every change a reader could see (read caches key on it)
         self.persisted_front = 1  # the front as last handed to the store
-        self.load_payloads: PayloadLoader | None = None
 
     # -- watermarks ---------------------------------------------------------
 
@@ -264,6 +277,10 @@ class TopicLog:
 
     # -- retention ----------------------------------------------------------
 
+    def oldest_ts(self) -> int | None:
+        """``$ts`` of the first live record (what TTL expires next), or None."""
+        return self.chunks[self.lo].ts if self.lo < len(self.chunks) else None
+
     def apply_retention(self, now: int) -> None:
         """Expire by TTL, then evict while over a cap (``discard: "old"``)."""
         ttl = self.config.ttl_ms
@@ -350,16 +367,15 @@ class TopicLog:
             return None
         return chunks[k], seq - chunks[k].first
 
-    def get(self, seq: int) -> WireRecord | None:
-        """The live record ``seq`` with its payload (fetched if cold), or None."""
+    def get(self, seq: int, cold: Mapping[int, Payload] = _NO_COLD) -> WireRecord | None:
+        """The live record ``seq`` with its payload, or None; raises :class:`ColdMiss`."""
         found = self.locate(seq)
         if found is None:
             return None
         chunk, i = found
-        payload = chunk.payload
+        payload = chunk.payload or cold.get(chunk.first)
         if payload is None:
-            assert self.load_payloads is not None, "cold chunk without a store"
-            payload = self.load_payloads(self.instance_id, chunk.first, chunk.first)[chunk.first]
+            raise ColdMiss(chunk.first, chunk.first)
         return (
             seq,
             chunk.ts,
@@ -455,8 +471,12 @@ class TopicLog:
         max_bytes: int,
         nodes: frozenset[str] | None = None,
         shape: WireShape | None = None,
+        cold: Mapping[int, Payload] = _NO_COLD,
     ) -> ReadResult:
-        """Records after ``from_seq`` (SPEC §4.2); call :meth:`apply_retention` first.
+        """Records after ``from_seq`` (SPEC §4.2).
+
+        Cold payloads come from ``cold`` (keyed by chunk ``first``); a chunk that
+        is neither hot nor in ``cold`` raises :class:`ColdMiss`.
 
         Records come as :data:`WireRecord` tuples, or, given a ``shape``
         (include_tags, include_meta, include_data), directly as their wire dicts
@@ -476,7 +496,6 @@ class TopicLog:
         next_from = start
         budget = max(limit, SCAN_BUDGET)
         with_tags, with_meta, with_data = shape or (False, False, False)
-        cold: dict[int, Payload] = {}
         done = False
         while k < len(chunks) and not done:
             chunk = chunks[k]
@@ -484,8 +503,7 @@ class TopicLog:
             if payload is None:
                 payload = cold.get(chunk.first)
                 if payload is None:
-                    cold = self._fetch_cold(k)
-                    payload = cold[chunk.first]
+                    raise self._cold_run(k)
             first, ts, sizes = chunk.first, chunk.ts, chunk.sizes
             datas, metas, nodes_col, tags, hops = (
                 payload.datas,
@@ -542,13 +560,12 @@ class TopicLog:
             next_from = self.head
         return ReadResult(out, next_from, self.head, self.earliest_seq, tombstone, scanned)
 
-    def _fetch_cold(self, k: int) -> dict[int, Payload]:
-        """Payloads of the run of cold chunks starting at ``chunks[k]``."""
+    def _cold_run(self, k: int) -> ColdMiss:
+        """The run of cold chunks starting at ``chunks[k]`` (up to ~4096 records)."""
         chunks = self.chunks
         end = k
         records = 0
         while end < len(chunks) and chunks[end].payload is None and records < 4096:
             records += len(chunks[end])
             end += 1
-        assert self.load_payloads is not None, "cold chunk without a store"
-        return self.load_payloads(self.instance_id, chunks[k].first, chunks[end - 1].first)
+        return ColdMiss(chunks[k].first, chunks[end - 1].first)

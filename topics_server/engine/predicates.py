@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from topics_server.errors import invalid_request
+from topics_server.storage.records import TagPredicate
 
 __all__ = ["TagPredicate", "parse_predicate"]
-
-
-@dataclass(frozen=True, slots=True)
-class TagPredicate:
-    op: str  # "Eq" or "Glob"
-    value: str  # for Glob: the prefix, without the trailing "*"
-
-    def matches(self, tag: str | None) -> bool:
-        if tag is None:
-            return False
-        return tag == self.value if self.op == "Eq" else tag.startswith(self.value)
-
-    def to_json(self) -> list[str]:
-        return ["tag", self.op, self.value + "*" if self.op == "Glob" else self.value]
 
 
 def parse_predicate(raw: Any, field: str = "match") -> TagPredicate:

@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sortedcontainers import SortedSet
 
-from topics_server.engine.chunks import Chunk, Payload
-from topics_server.engine.log import TopicLog
+from topics_server.engine.log import ColdMiss, TopicLog
 from topics_server.errors import ApiError, topic_not_found
+from topics_server.storage.base import Change, DropLeases, MarkDeleted, SaveLeases
+from topics_server.storage.records import Chunk, Payload
 from topics_server.wire import now_ms
 
 if TYPE_CHECKING:
@@ -181,15 +182,10 @@ def _alive(log: TopicLog, seq: int) -> bool:
     return log.earliest_seq <= seq <= log.head and seq not in log.deleted
 
 
-def _payload(log: TopicLog, chunk: Chunk, cache: dict[int, Payload]) -> Payload:
-    payload = chunk.payload
-    if payload is not None:
-        return payload
-    payload = cache.get(chunk.first)
+def _payload(chunk: Chunk, cache: dict[int, Payload]) -> Payload:
+    payload = chunk.payload or cache.get(chunk.first)
     if payload is None:
-        assert log.load_payloads is not None, "cold chunk without a store"
-        payload = log.load_payloads(log.instance_id, chunk.first, chunk.first)[chunk.first]
-        cache[chunk.first] = payload
+        raise ColdMiss(chunk.first, chunk.first)
     return payload
 
 
@@ -223,19 +219,12 @@ class QueueRegistry:
         """``Engine.on_topic_removed`` hook: the queue state dies with its topic."""
         state = self.states.pop(name, None)
         if state is not None:
-            state.notify()
-            store = self.engine.store
-            if store is not None:
-                store.drop_leases(state.instance_id, None, fsync=False, wait=False)
+            state.notify()  # its leases went with the topic's DropTopic
         return []
 
     def _durable(self, log: TopicLog) -> bool:
         config = log.config
-        return (
-            config.leases_durable
-            and config.durability != "ephemeral"
-            and self.engine.store is not None
-        )
+        return config.leases_durable and config.durability != "ephemeral"
 
     def _lease_wait(self, log: TopicLog) -> tuple[bool, bool]:
         """(fsync, wait) for lease events that must survive a restart."""
@@ -244,16 +233,12 @@ class QueueRegistry:
 
     # -- recovery -----------------------------------------------------------------
 
-    def restore(self, log: TopicLog) -> None:
+    def restore(self, log: TopicLog, leases: list[tuple[int, int, str, int, int]]) -> None:
         """Recovery (worker thread): reload live leases of a ``leases_durable`` queue."""
-        store = self.engine.store
-        if store is None or not log.config.is_queue:
-            return
-        if not self._durable(log):
-            store.drop_leases(log.instance_id, None, fsync=False, wait=False)
+        if not log.config.is_queue or not self._durable(log):
             return
         state = self.state(log)
-        for seq, lease_id, node, deadline, deliveries in store.load_leases(log.instance_id):
+        for seq, lease_id, node, deadline, deliveries in leases:
             if log.locate(seq) is None:
                 continue
             state.leases[seq] = Lease(lease_id, node, deadline, deliveries)
@@ -370,7 +355,14 @@ class QueueRegistry:
         """One pass for a cohort (or a lone claimer), then its persistence and dead letters."""
         now = now_ms()
         self.sweep(log, state, now)
-        dead = self._deal(log, state, members, now)
+        dead: list[_DeadLetter] = []
+        cache: dict[int, Payload] = {}
+        while True:
+            try:
+                self._deal(log, state, members, now, cache, dead)
+                break
+            except ColdMiss as miss:  # a cold job: fetch its payload off the loop, go on
+                cache.update(await self.engine._load_cold(log, miss))
         if self._durable(log):
             rows = [
                 (job.seq, job.lease_id, m.node, job.deadline, job.deliveries)
@@ -378,16 +370,20 @@ class QueueRegistry:
                 for job in m.jobs
             ]
             if rows:
-                store = self.engine.store
-                assert store is not None
                 fsync, wait = self._lease_wait(log)
-                await self.engine._await(
-                    store.save_leases(log.instance_id, rows, fsync=fsync, wait=wait)
-                )
+                try:
+                    await self.engine.commit(
+                        SaveLeases(log.instance_id, tuple(rows)), fsync=fsync, wait=wait
+                    )
+                except ApiError:
+                    self._undo_claims(log, state, members)
+                    raise
         if dead:
             await self._dead_letter(log, state, dead)
 
-    def _candidates(self, log: TopicLog, state: QueueState) -> Iterator[tuple[int, Chunk, int]]:
+    def _candidates(
+        self, log: TopicLog, state: QueueState
+    ) -> Iterator[tuple[int, Chunk, int, bool]]:
         """Claimable jobs: the reclaim set ascending, then fresh seqs past the cursor."""
         leases, delayed, pending = state.leases, state.delayed, state.dl_pending
         reclaim = state.reclaim
@@ -399,7 +395,7 @@ class QueueRegistry:
             if found is None:
                 state.deliveries.pop(seq, None)
                 continue
-            yield seq, found[0], found[1]
+            yield seq, found[0], found[1], False
         seq = max(state.cursor, log.earliest_seq - 1)
         budget = FRESH_SCAN_BUDGET
         while seq < log.head and budget > 0:
@@ -414,24 +410,36 @@ class QueueRegistry:
             seq = state.cursor = nxt
             if nxt in leases or nxt in delayed or nxt in pending:
                 continue
-            yield nxt, found[0], found[1]
+            yield nxt, found[0], found[1], True
 
     def _deal(
-        self, log: TopicLog, state: QueueState, members: list[_Member], now: int
-    ) -> list[_DeadLetter]:
+        self,
+        log: TopicLog,
+        state: QueueState,
+        members: list[_Member],
+        now: int,
+        cache: dict[int, Payload],
+        dead: list[_DeadLetter],
+    ) -> None:
         """Deal jobs round-robin, one at a time, to members still under their ``max``."""
         config = log.config
         limit = config.max_deliveries if config.dead_letter is not None else 0
         candidates = self._candidates(log, state)
-        cache: dict[int, Payload] = {}
-        dead: list[_DeadLetter] = []
         active = [m for m in members if m.want > len(m.jobs)]
         exhausted = False
         while active and not exhausted:
             for member in active:
-                for seq, chunk, i in candidates:
+                for seq, chunk, i, fresh in candidates:
                     n = state.deliveries.get(seq, 0) + 1
-                    payload = _payload(log, chunk, cache)
+                    try:
+                        payload = _payload(chunk, cache)
+                    except ColdMiss:
+                        # give the job back exactly where it came from, then fetch
+                        if fresh:
+                            state.cursor = seq - 1
+                        else:
+                            state.reclaim.add(seq)
+                        raise
                     tag = payload.tags[i] if payload.tags is not None else None
                     meta = payload.metas[i] if payload.metas is not None else None
                     if limit and n > limit:
@@ -459,7 +467,6 @@ class QueueRegistry:
             active = [m for m in active if m.want > len(m.jobs)]
         for member in members:
             member.jobs.sort(key=lambda job: job.seq)
-        return dead
 
     # -- dead-lettering (SPEC §10.7) ----------------------------------------------------
 
@@ -548,14 +555,39 @@ class QueueRegistry:
             matched.append((seq, lease))
         return matched, skipped
 
+    def _undo_claims(self, log: TopicLog, state: QueueState, members: list[_Member]) -> None:
+        """A claim whose leases failed to commit: its jobs go back as they were."""
+        for member in members:
+            for job in member.jobs:
+                lease = state.leases.get(job.seq)
+                if lease is not None and lease.lease_id == job.lease_id:
+                    del state.leases[job.seq]
+                    state._unbind(job.seq, lease)
+                    if job.deliveries > 1:
+                        state.deliveries[job.seq] = job.deliveries - 1
+                    else:
+                        state.deliveries.pop(job.seq, None)
+                    state.reclaim.add(job.seq)
+            member.jobs = []
+        state.notify()
+
     def _drop(self, log: TopicLog, state: QueueState, matched: list[tuple[int, Lease]]) -> None:
         for seq, lease in matched:
             del state.leases[seq]
             state._unbind(seq, lease)
-        if matched and self._durable(log):
-            store = self.engine.store
-            assert store is not None
-            store.drop_leases(log.instance_id, [s for s, _ in matched], fsync=False, wait=False)
+
+    async def _commit_drop(self, log: TopicLog, seqs: list[int], *extra: Change) -> float:
+        """Persist released leases (and ``extra``) before memory forgets them."""
+        changes: list[Change] = list(extra)
+        if seqs and self._durable(log):
+            changes.append(DropLeases(log.instance_id, tuple(seqs)))
+        durability = log.config.durability
+        if not changes or durability == "ephemeral":
+            return 0.0
+        _, fsync_ms = await self.engine.commit(
+            *changes, fsync=durability == "fsync", wait=durability in ("disk", "fsync")
+        )
+        return fsync_ms
 
     async def ack(
         self, name: str, node: str, seqs: list[int], fences: list[int | None] | None
@@ -564,33 +596,28 @@ class QueueRegistry:
         now = now_ms()
         self.sweep(log, state, now)
         matched, skipped = self._match(log, state, node, seqs, fences, now)
-        self._drop(log, state, matched)
         done = [seq for seq, _ in matched]
+        live = tuple(seq for seq in done if log.locate(seq) is not None)
+        extra = (MarkDeleted(log.instance_id, live),) if live else ()
+        fsync_ms = await self._commit_drop(log, done, *extra)
+        matched = [(seq, lease) for seq, lease in matched if state.leases.get(seq) is lease]
+        done = [seq for seq, _ in matched]
+        self._drop(log, state, matched)
         for seq in done:
             state.deliveries.pop(seq, None)
-        fsync_ms = await self.delete_jobs(log, done)
+        log.delete_seqs(done)
+        self.engine._sync_front(log)
         state.notify()
         return log, Settled(done, skipped, fsync_ms=fsync_ms)
 
     async def delete_jobs(self, log: TopicLog, seqs: list[int]) -> float:
         """Delete jobs for good, persisted per the queue's class (as ``delete_records``)."""
-        done = log.delete_seqs(seqs)
-        engine = self.engine
-        store = engine.store
-        if not done or store is None:
+        live = tuple(seq for seq in sorted(set(seqs)) if log.locate(seq) is not None)
+        if not live:
             return 0.0
-        durability = log.config.durability
-        if durability == "ephemeral":
-            engine._sync_front(log)
-            return 0.0
-        future = store.mark_deleted(
-            log.instance_id,
-            done,
-            fsync=durability == "fsync",
-            wait=durability in ("disk", "fsync"),
-        )
-        engine._sync_front(log)
-        _, fsync_ms = await engine._await(future)
+        fsync_ms = await self._commit_drop(log, [], MarkDeleted(log.instance_id, live))
+        log.delete_seqs(live)
+        self.engine._sync_front(log)
         return fsync_ms
 
     async def nack(
@@ -605,6 +632,8 @@ class QueueRegistry:
         now = now_ms()
         self.sweep(log, state, now)
         matched, skipped = self._match(log, state, node, seqs, fences, now)
+        await self._commit_drop(log, [seq for seq, _ in matched])
+        matched = [(seq, lease) for seq, lease in matched if state.leases.get(seq) is lease]
         self._drop(log, state, matched)
         for seq, _ in matched:
             if delay_ms:
@@ -630,19 +659,17 @@ class QueueRegistry:
         self.sweep(log, state, now)
         matched, skipped = self._match(log, state, node, seqs, fences, now)
         deadline = now + clamp_lease_ms(lease_ms)
+        if matched and self._durable(log):
+            rows = tuple((s, ls.lease_id, ls.node, deadline, ls.deliveries) for s, ls in matched)
+            fsync, wait = self._lease_wait(log)
+            await self.engine.commit(SaveLeases(log.instance_id, rows), fsync=fsync, wait=wait)
         deadlines: dict[int, int] = {}
         for seq, lease in matched:
+            if state.leases.get(seq) is not lease:
+                continue  # settled by someone else while the extension committed
             lease.deadline = deadline
             heapq.heappush(state.expiry, (deadline, seq, lease.lease_id))
             deadlines[seq] = deadline
-        if matched and self._durable(log):
-            store = self.engine.store
-            assert store is not None
-            rows = [(s, ls.lease_id, ls.node, ls.deadline, ls.deliveries) for s, ls in matched]
-            fsync, wait = self._lease_wait(log)
-            await self.engine._await(
-                store.save_leases(log.instance_id, rows, fsync=fsync, wait=wait)
-            )
         return log, Settled([seq for seq, _ in matched], skipped, deadlines)
 
     # -- /work connections (SPEC §10.9) -------------------------------------------------

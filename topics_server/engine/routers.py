@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from array import array
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,11 +25,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 from sortedcontainers import SortedDict
 
-from topics_server.engine.chunks import Payload
 from topics_server.engine.config import TopicConfig
 from topics_server.engine.log import TopicLog, WireRecord
 from topics_server.engine.predicates import TagPredicate
 from topics_server.errors import ApiError, throttled, topic_not_found
+from topics_server.storage.base import DropRouter, RouterCursor, SaveRouter
+from topics_server.storage.records import Payload
 
 if TYPE_CHECKING:
     from topics_server.engine.engine import Engine
@@ -42,6 +42,7 @@ log = logging.getLogger("topics_server.routers")
 MAX_HOPS = 8  # a record that has travelled this many hops is not forwarded again
 PASS_RECORDS = 1000  # records read per forwarding pass
 BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)  # destination full (discard: reject)
+STALL_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)  # a record that cannot be forwarded
 
 Guarantee = Literal["at_least_once", "exactly_once"]
 
@@ -79,6 +80,9 @@ class Router:
     cursor: int = 0  # source seqs up to here were forwarded (or passed over)
     source_instance: int = 0  # the source instance the cursor belongs to
     forwarded_total: int = 0
+    state: str = "running"  # running | paused (destination full) | stalled (cannot forward)
+    reason: str | None = None  # why it is paused or stalled
+    stalls: int = 0  # times it stalled since start
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -86,6 +90,9 @@ class Router:
     def describe(self) -> dict[str, Any]:
         body = {"router": self.name, **self.spec.to_json()}
         body.pop("create_dest")
+        body["state"] = self.state
+        if self.reason is not None:
+            body["reason"] = self.reason
         return body
 
 
@@ -187,12 +194,14 @@ class Routers:
             if spec.create_dest and engine.get(spec.dest) is None:
                 await engine.put_topic(spec.dest, TopicConfig())
             router = Router(name, spec, cursor=source.head, source_instance=source.instance_id)
+            await self._save(router)
+            if name in self.routers:  # a concurrent PUT of the same name won meanwhile
+                return await self.put(name, spec)
             self._add(router)
-            await self._save(router, wait=True)
             self._spawn(router)
             return router, True
+        await self._save(Router(name, spec, existing.cursor, existing.source_instance))
         existing.spec = spec
-        await self._save(existing, wait=True)
         existing.wake.set()
         return existing, False
 
@@ -240,12 +249,9 @@ class Routers:
         router = self.routers.get(name)
         if router is None:
             return False
-        self._remove(router)
-        store = self.engine.store
-        if store is not None:
-            future = store.submit(_delete_op(name), fsync=True)
-            if future is not None:
-                await future
+        await self.engine.commit(DropRouter(name), fsync=True)
+        if self.routers.get(name) is router:
+            self._remove(router)
         return True
 
     def _remove(self, router: Router) -> None:
@@ -263,22 +269,26 @@ class Routers:
             router.task.cancel()
             router.task = None
 
+    def touching(self, topic: str) -> list[str]:
+        """Routers that die with ``topic`` (its source or destination)."""
+        return [n for n, r in self.routers.items() if topic in (r.spec.source, r.spec.dest)]
+
     def _topic_removed(self, topic: str) -> list[str]:
+        """After the topic's drop committed (its routers' rows went in the same commit)."""
         gone = [r for r in self.routers.values() if topic in (r.spec.source, r.spec.dest)]
-        store = self.engine.store
         for router in gone:
             self._remove(router)
-            if store is not None:
-                store.submit(_delete_op(router.name), wait=False)
         return [r.name for r in gone]
 
-    async def _save(self, router: Router, wait: bool) -> None:
-        store = self.engine.store
-        if store is None:
-            return
-        future = store.submit(_save_op(router), fsync=True, wait=wait)
-        if future is not None:
-            await future
+    async def _save(self, router: Router) -> None:
+        change = SaveRouter(
+            router.name,
+            router.spec.to_json(),
+            router.cursor,
+            router.source_instance,
+            router.forwarded_total,
+        )
+        await self.engine.commit(change, fsync=True)
 
     # -- forwarding (SPEC §8.2) ----------------------------------------------------
 
@@ -316,15 +326,26 @@ class Routers:
             except asyncio.CancelledError:
                 raise
             except _DestFull:
+                router.state, router.reason = "paused", "destination full (discard: reject)"
                 delay = BACKOFF_S[min(backoff, len(BACKOFF_S) - 1)]
                 backoff += 1
                 await asyncio.sleep(delay)
                 continue
-            except Exception:
-                log.exception("router %s: forwarding failed; retrying", router.name)
-                await asyncio.sleep(BACKOFF_S[-1])
+            except Exception as exc:
+                reason = exc.message if isinstance(exc, ApiError) else str(exc)
+                reason = reason or type(exc).__name__
+                if router.state != "stalled" or router.reason != reason:
+                    router.stalls += 1
+                    log.warning(
+                        "router %s stalled at seq %d: %s", router.name, router.cursor + 1, reason
+                    )
+                router.state, router.reason = "stalled", reason
+                delay = STALL_BACKOFF_S[min(backoff, len(STALL_BACKOFF_S) - 1)]
+                backoff += 1
+                await asyncio.sleep(delay)
                 continue
             backoff = 0
+            router.state, router.reason = "running", None
             if progress:
                 continue
             with contextlib.suppress(TimeoutError):
@@ -358,7 +379,7 @@ class Routers:
             dest = (await engine.put_topic(spec.dest, TopicConfig()))[0]
         if router.cursor + 1 < source.evict_floor:
             return await self._trim(router, source, dest)
-        result = source.read(router.cursor, PASS_RECORDS, 8 << 20)
+        result = await engine.read(source, router.cursor, PASS_RECORDS, 8 << 20)
         if result.next_from_seq == router.cursor and not result.records:
             return False
         copies = [r for r in result.records if _forwards(spec, r)]
@@ -373,10 +394,10 @@ class Routers:
             await engine.append(
                 dest,
                 self._batch(router, source, copies),
-                also=_cursor_op(router.name, end, len(copies)),
+                also=(RouterCursor(router.name, end, len(copies)),),
             )
-        elif engine.store is not None:
-            engine.store.submit(_cursor_op(router.name, end, 0), wait=False)
+        else:
+            engine.store.commit(RouterCursor(router.name, end, 0), wait=False)
         router.cursor = end
         router.forwarded_total += len(copies)
         return True
@@ -435,9 +456,7 @@ class Routers:
             return False  # let in-flight writes publish first; the next pass trims
         self.engine.reserve_holes(dest, missed)
         router.cursor = lost_to
-        store = self.engine.store
-        if store is not None:
-            store.submit(_cursor_op(router.name, lost_to, 0), wait=False)
+        self.engine.store.commit(RouterCursor(router.name, lost_to, 0), wait=False)
         return True
 
 
@@ -485,40 +504,3 @@ def _spec_from_json(raw: dict[str, Any]) -> RouterSpec:
         allow_cycle=raw.get("allow_cycle", False),
         guarantee=raw.get("guarantee", "at_least_once"),
     )
-
-
-def _save_op(router: Router) -> Any:
-    spec = orjson.dumps(router.spec.to_json()).decode()
-    name, cursor, instance, total = (
-        router.name,
-        router.cursor,
-        router.source_instance,
-        router.forwarded_total,
-    )
-
-    def fn(conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "INSERT INTO routers (name, spec, cursor, source_instance, forwarded_total) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET spec = excluded.spec",
-            (name, spec, cursor, instance, total),
-        )
-
-    return fn
-
-
-def _cursor_op(name: str, cursor: int, forwarded: int) -> Any:
-    def fn(conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "UPDATE routers SET cursor = max(cursor, ?), forwarded_total = forwarded_total + ? "
-            "WHERE name = ?",
-            (cursor, forwarded, name),
-        )
-
-    return fn
-
-
-def _delete_op(name: str) -> Any:
-    def fn(conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM routers WHERE name = ?", (name,))
-
-    return fn

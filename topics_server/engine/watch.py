@@ -1,37 +1,57 @@
-"""The multiplexed SSE watch (SPEC §9): sessions and the stream they feed.
+"""The multiplexed watch (SPEC §9): sessions, and the events a stream is made of.
 
 A session holds its options and one cursor per topic; it lives in memory and
 is collected after ``session_ttl_ms`` without an open stream. A stream pulls:
 it reads each topic from the session cursor exactly as ``/diff`` does and
-writes frames only as fast as the client takes them. Nothing is queued per
-watcher, so a slow consumer costs no server memory and never holds up writers
-or other watchers; its next read simply returns a bigger batch (coalescing).
-Readers park on the topics' change futures, so delivery is woken by appends,
-never by polling.
+hands out typed events (:data:`WatchEvent`) only as fast as its consumer takes
+them. Nothing is queued per watcher, so a slow consumer costs no server memory
+and never holds up writers or other watchers; its next read simply returns a
+bigger batch (coalescing). Readers park on the topics' change futures, so
+delivery is woken by appends, never by polling.
+
+The engine knows no wire: turning events into SSE frames, and sharing one
+rendering between watchers at the same cursor, is the API layer's business
+(:mod:`topics_server.api.render`). It plugs in through the :data:`Reader` a
+stream is given, so the engine decides *what* is read and when, and the reader
+decides what a batch's records look like (wire dicts, or bytes rendered once).
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
-import orjson
-
-from topics_server.engine.log import ReadResult, TopicLog, wait_any
-from topics_server.sse import RETRY, comment, encode_cursor, frame, raw_frame
+from topics_server.engine.log import TopicLog, wait_any
 from topics_server.wire import now_ms
 
 if TYPE_CHECKING:
     from topics_server.engine.engine import Engine
 
-__all__ = ["SESSION_TTL_MS", "WatchOptions", "WatchSession", "Watches"]
+__all__ = [
+    "SESSION_TTL_MS",
+    "Batch",
+    "CaughtUp",
+    "Heartbeat",
+    "PassDone",
+    "Reader",
+    "Records",
+    "ShuttingDown",
+    "Tombstone",
+    "TopicDeleted",
+    "WatchEvent",
+    "WatchOptions",
+    "WatchSession",
+    "Watches",
+]
 
 SESSION_TTL_MS = 300_000
-FLUSH_BYTES = 256 * 1024  # frames of one pass are written together up to this size
-READ_CACHE = 1024  # shared reads kept at most (cleared when full)
+
+P = TypeVar("P")
+
+Cursors: TypeAlias = Mapping[str, int]
 
 
 @dataclass(slots=True)
@@ -57,6 +77,11 @@ class WatchOptions:
             self.include_data,
         )
 
+    @property
+    def shape(self) -> tuple[bool, bool, bool]:
+        """The wire shape of :meth:`Engine.read` (include_tags, include_meta, include_data)."""
+        return (self.include_tags, self.include_meta, self.include_data)
+
 
 @dataclass(slots=True)
 class WatchSession:
@@ -66,15 +91,105 @@ class WatchSession:
     key_index: int | None = None  # the creating API key; the stream needs the same one
     last_access: float = field(default_factory=time.monotonic)
     open_streams: int = 0
-    _id_key: tuple[int, ...] = ()
-    _id: str = ""
+    _snap_key: tuple[int, ...] = ()
+    _snap: Cursors = field(default_factory=dict)
 
-    def cursor_id(self) -> str:
-        """The composite cursor of the whole map (SPEC §9.5), re-encoded only on change."""
+    def snapshot(self) -> Cursors:
+        """A copy of the whole cursor map; the same object until a cursor moves.
+
+        Events carry it so the composite cursor (SPEC §9.5) of an unchanged map
+        is encoded once, however many frames share it.
+        """
         key = tuple(self.cursors.values())
-        if key != self._id_key:
-            self._id_key, self._id = key, encode_cursor(self.cursors)
-        return self._id
+        if key != self._snap_key or not self._snap:
+            self._snap_key, self._snap = key, dict(self.cursors)
+        return self._snap
+
+
+# -- what a stream reads ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Batch(Generic[P]):
+    """One read of one topic after ``from_seq`` (SPEC §4.2), as a stream needs it.
+
+    ``records`` is None when the read returned no record; otherwise it is
+    whatever the stream's :data:`Reader` makes of them (never empty).
+    """
+
+    from_seq: int
+    next_from_seq: int
+    head_seq: int
+    tombstone: dict[str, Any] | None
+    records: P | None
+
+    @property
+    def caught_up(self) -> bool:
+        return self.next_from_seq == self.head_seq
+
+
+Reader: TypeAlias = Callable[[TopicLog, int, WatchOptions], Awaitable[Batch[P]]]
+"""Reads ``log`` after a cursor with the session's options, through :meth:`Engine.read`
+(``options.shape``, ``limit``, ``max_batch_bytes``, ``nodes``), and returns the batch with
+its records in whatever form the stream's consumer wants them."""
+
+
+# -- what a stream hands out (SPEC §9.3/§9.4) ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Records(Generic[P]):
+    """A batch of records; ``cursors`` is the session map after it."""
+
+    topic: str
+    batch: Batch[P]
+    cursors: Cursors
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A gap (SPEC §5.4); ``gap`` holds ``topic``, ``reason``, ``gap_from``, ``gap_to``…"""
+
+    topic: str
+    gap: dict[str, Any]
+    cursors: Cursors
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    topic: str
+    head_seq: int
+    cursors: Cursors
+
+
+@dataclass(frozen=True, slots=True)
+class TopicDeleted:
+    """The topic is gone: terminal for that topic on this stream only."""
+
+    topic: str
+    cursors: Cursors
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Nothing was handed out for ``heartbeat_ms``."""
+
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PassDone:
+    """Every live topic was read up to its head: a good moment to send what is pending."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShuttingDown:
+    """The server is stopping; the stream ends after this."""
+
+
+WatchEvent: TypeAlias = (
+    Records[P] | Tombstone | CaughtUp | TopicDeleted | Heartbeat | PassDone | ShuttingDown
+)
 
 
 def new_wid() -> str:
@@ -85,9 +200,6 @@ class Watches:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessions: dict[str, WatchSession] = {}
-        # Watchers at the same cursor with the same options read the same thing:
-        # one of them reads and renders, the rest reuse it (fan-out costs one read).
-        self._reads: dict[tuple[Any, ...], tuple[TopicLog, ReadResult, bytes | None]] = {}
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -110,11 +222,16 @@ class Watches:
         self.sessions[session.wid] = session
         return session
 
-    async def stream(self, session: WatchSession) -> AsyncIterator[bytes]:
-        """The frames of one connection (SPEC §9.3); ends when every topic is terminal."""
+    async def stream(
+        self, session: WatchSession, read: Reader[P]
+    ) -> AsyncGenerator[WatchEvent[P], None]:
+        """The events of one connection (SPEC §9.3); ends when every topic is terminal.
+
+        Each event is handed out after the session cursors moved past it; the
+        consumer is expected to send it before asking for the next one.
+        """
         engine = self.engine
-        options = session.options
-        heartbeat = options.heartbeat_ms / 1000
+        heartbeat = session.options.heartbeat_ms / 1000
         first = dict.fromkeys(session.cursors, True)
         caught = dict.fromkeys(session.cursors, False)
         terminal: set[str] = set()
@@ -123,109 +240,71 @@ class Watches:
         engine.sse_connections += 1
         session.last_access = time.monotonic()
         try:
-            yield RETRY
-            last_frame = time.monotonic()
+            last_event = time.monotonic()
             while True:
                 if engine.shutting_down:
-                    yield frame(
-                        "error", {"code": "server_shutting_down", "error": "server shutting down"}
-                    )
+                    yield ShuttingDown()
                     return
-                # one pass: every topic read up to its head; frames go out in few writes
-                out: list[bytes] = []
-                size = 0
+                # one pass: every topic read up to its head
                 for topic in session.cursors:
                     if topic in terminal:
                         continue
                     if engine.routers.lagging(topic):
                         await engine.routers.catch_up(topic)
-                    for chunk in self._drain(session, topic, first, caught, terminal, seen):
-                        out.append(chunk)
-                        size += len(chunk)
-                        if size >= FLUSH_BYTES:
-                            yield b"".join(out)
-                            out, size = [], 0
-                            last_frame = time.monotonic()
-                if out:
-                    yield b"".join(out)
-                    last_frame = time.monotonic()
+                    async for event in self._drain(
+                        session, topic, read, first, caught, terminal, seen
+                    ):
+                        yield event
+                        last_event = time.monotonic()
+                yield PassDone()
                 if len(terminal) == len(session.cursors):
                     return
                 now = time.monotonic()
-                if now - last_frame >= heartbeat:
-                    yield comment(f"hb {now_ms()}")
-                    last_frame = now
-                # a frame's send may have waited on a slow client while writers went on:
-                # park only if nothing changed since each topic was last caught up
+                if now - last_event >= heartbeat:
+                    yield Heartbeat(now_ms())
+                    last_event = now
+                # handing an event out may have waited on a slow client while writers
+                # went on: park only if nothing changed since each topic was caught up
                 live = [t for t in session.cursors if t not in terminal]
                 logs = [log for t in live if (log := engine.topics.get(t)) is not None]
                 if len(logs) < len(live) or any(
                     seen.get(log.name) != (log, log.head) for log in logs
                 ):
                     continue
-                await wait_any(logs, max(heartbeat - (time.monotonic() - last_frame), 0.001))
+                await wait_any(logs, max(heartbeat - (time.monotonic() - last_event), 0.001))
         finally:
             session.open_streams -= 1
             engine.sse_connections -= 1
             session.last_access = time.monotonic()
 
-    def _read(
-        self, log: TopicLog, cursor: int, options: WatchOptions
-    ) -> tuple[ReadResult, bytes | None]:
-        """Read (or reuse a read of) ``log`` after ``cursor``; with the rendered records."""
-        key = (log.instance_id, log.version, cursor, options.read_key)
-        hit = self._reads.get(key)
-        if hit is not None and hit[0] is log:
-            return hit[1], hit[2]
-        shape = (options.include_tags, options.include_meta, options.include_data)
-        result = log.read(cursor, options.limit, options.max_batch_bytes, options.nodes, shape)
-        body = None
-        if result.records:
-            body = orjson.dumps(
-                {
-                    "topic": log.name,
-                    "from_seq": cursor,
-                    "to_seq": result.next_from_seq,
-                    "head_seq": result.head_seq,
-                    "records": result.records,
-                }
-            )
-        if len(self._reads) >= READ_CACHE:
-            self._reads.clear()
-        self._reads[key] = (log, result, body)
-        return result, body
-
-    def _drain(
+    async def _drain(
         self,
         session: WatchSession,
         topic: str,
+        read: Reader[P],
         first: dict[str, bool],
         caught: dict[str, bool],
         terminal: set[str],
         seen: dict[str, tuple[TopicLog, int]],
-    ) -> Iterator[bytes]:
-        """Read one topic from its session cursor until caught up (no awaits inside)."""
+    ) -> AsyncIterator[WatchEvent[P]]:
+        """Read one topic from its session cursor until caught up."""
         engine = self.engine
         log = engine.get(topic)
         if log is None:
             terminal.add(topic)
-            yield frame(
-                "topic-deleted",
-                {"topic": topic, "head_seq": 0, "reason": "deleted"},
-                session.cursor_id(),
-            )
+            yield TopicDeleted(topic, session.snapshot())
             return
         engine.mark_read(log, now_ms())
         cursors = session.cursors
         while True:
             cursor = cursors[topic]
-            result, body = self._read(log, cursor, session.options)
+            batch = await read(log, cursor, session.options)
             sent = False
-            tombstone = result.tombstone
+            tombstone = batch.tombstone
             if tombstone is not None:
-                data: dict[str, Any] = {"topic": topic, **tombstone}
+                gap: dict[str, Any] = {"topic": topic, **tombstone}
                 if first[topic]:
-                    data["reason"] = "from_seq_too_old"
+                    gap["reason"] = "from_seq_too_old"
                 # SPEC §9.3 moves the cursor to gap_to; for a recreated topic that is the
                 # new head, and a client resuming from this frame's id would skip the new
                 # instance's records. The scan restarts after earliest_seq - 1: so do we.
@@ -233,23 +312,22 @@ class Watches:
                     cursors[topic] = tombstone["earliest_seq"] - 1
                 else:
                     cursors[topic] = tombstone["gap_to"]
-                yield frame("tombstone", data, session.cursor_id())
+                yield Tombstone(topic, gap, session.snapshot())
                 sent = True
             first[topic] = False
-            if body is not None:
-                cursors[topic] = result.next_from_seq
-                yield raw_frame("record", body, session.cursor_id())
+            if batch.records is not None:
+                cursors[topic] = batch.next_from_seq
+                yield Records(topic, batch, session.snapshot())
                 sent = True
             else:
-                cursors[topic] = max(cursors[topic], result.next_from_seq)
+                cursors[topic] = max(cursors[topic], batch.next_from_seq)
             if sent:
                 caught[topic] = False
-            if result.caught_up:
-                seen[topic] = (log, result.head_seq)
+            if batch.caught_up:
+                seen[topic] = (log, batch.head_seq)
                 if not caught[topic]:
                     caught[topic] = True
-                    data = {"topic": topic, "head_seq": result.head_seq}
-                    yield frame("caught-up", data, session.cursor_id())
+                    yield CaughtUp(topic, batch.head_seq, session.snapshot())
                 return
             if not sent and cursors[topic] == cursor:
                 seen[topic] = (log, log.head)  # no progress possible now: wait for a change

@@ -8,13 +8,21 @@ of them needs it. ``synchronous`` is switched per transaction: ``FULL`` when an
 ``NORMAL`` commit is in the OS's hands once ``COMMIT`` returns, so a killed
 process loses nothing acknowledged; only an OS crash can take the unsynced tail.
 
-Reads of cold payloads, tag look-ups and recovery use a second connection; WAL
-readers never block the writer.
+Reads of cold payloads and tag look-ups run on reader threads with their own
+connections (WAL readers never block the writer); recovery uses one more.
+
+Out of space: a ``RESERVE`` file of :data:`RESERVE_BYTES` sits in the data
+directory. When a commit fails with ``SQLITE_FULL`` the file is released, so
+freeing changes (deletes) can still commit and give space back; growing changes
+fail fast with :class:`StorageFull` until the reserve can be re-created.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import functools
+import logging
 import os
 import queue
 import sqlite3
@@ -22,21 +30,69 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from topics_server.engine.chunks import Chunk, Payload, decode_payload, encode_payload
-from topics_server.engine.predicates import TagPredicate
+from topics_server.storage.base import (
+    AppendChunk,
+    Change,
+    DiscardRecords,
+    DropLeases,
+    DropRouter,
+    DropTopic,
+    MarkDeleted,
+    MoveFront,
+    PruneIdempotency,
+    RaiseHead,
+    RecoveredRouter,
+    RecoveredTopic,
+    Reserve,
+    RouterCursor,
+    SaveLeases,
+    SaveRouter,
+    SaveTopic,
+    StorageFull,
+    StoreCorrupt,
+    StoreError,
+    StoreFailed,
+    Timing,
+    TopicGone,
+)
+from topics_server.storage.failpoints import Failpoints
+from topics_server.storage.records import (
+    Chunk,
+    Payload,
+    TagPredicate,
+    decode_payload,
+    encode_payload,
+)
 
-__all__ = ["DB_NAME", "RecoveredTopic", "SqliteStore", "StoreCorrupt"]
+__all__ = [
+    "DB_NAME",
+    "RESERVE_BYTES",
+    "DataDirLocked",
+    "SqliteStore",
+    "StoreCorrupt",
+    "data_dir_lock",
+]
 
 DB_NAME = "topics.db"
 SCHEMA_VERSION = 1
+_T = TypeVar("_T")
+log = logging.getLogger("topics.store")
+MAX_INT64 = (1 << 63) - 1
+READER_CACHE_KIB = 2048
+READERS = 2  # threads (each with its own WAL reader connection) serving cold reads
 MAX_GROUP = 1024  # operations folded into one transaction at most
+RESERVE_NAME = "RESERVE"
+RESERVE_BYTES = 8 << 20  # released on a full disk so deletes can still commit
+FULL_PROBE_S = 1.0  # while full, how often the writer tries to take the reserve back
+FREE_RESUME = 1 << 20  # bytes freed inside the file (by deletes) that let writes resume
+SQLITE_FULL = 13
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -90,54 +146,36 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 
-class StoreCorrupt(RuntimeError):
-    """The database file cannot be read; start-up stops and names the file."""
-
-
-@dataclass(slots=True)
-class RecoveredTopic:
-    name: str
-    instance: int
-    config: dict[str, Any]
-    head: int
-    reserved: int
-    front: int
-    evict_floor: int
-    cap_hi: int
-    ttl_hi: int
-    trim_hi: int
-    last_ts: int
-    last_write_ts: int | None
-    chunks: list[Chunk] = field(default_factory=list)
-    deleted: set[int] = field(default_factory=set)
-    idempotency: list[tuple[str, int, int, int, int]] = field(default_factory=list)
-
-
-Operation = Callable[[sqlite3.Connection], None]
-
-
 class _Op:
-    __slots__ = ("fn", "fsync", "future", "on_commit")
+    __slots__ = ("changes", "doomed", "fsync", "future", "on_commit")
 
     def __init__(
         self,
-        fn: Operation,
+        changes: tuple[Change, ...],
         fsync: bool,
-        future: asyncio.Future[tuple[float, float]] | None,
+        future: asyncio.Future[Timing] | None,
         on_commit: Callable[[], None] | None,
     ) -> None:
-        self.fn = fn
+        self.changes = changes
         self.fsync = fsync
         self.future = future
         self.on_commit = on_commit
+        self.doomed: StoreError | None = None  # failed by a failpoint: stays failed
+
+    @property
+    def freeing(self) -> bool:
+        return all(change.freeing for change in self.changes)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, cache_kib: int = 16384) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=OFF")
-    conn.execute("PRAGMA cache_size=-16384")  # 16 MiB page cache per connection
+    # zero deleted content only where it costs no extra I/O: a delete on a full disk must
+    # not write every freed page again (some SQLite builds default to secure_delete=ON)
+    conn.execute("PRAGMA secure_delete=FAST")
+    conn.execute(f"PRAGMA cache_size=-{cache_kib}")  # the writer's 16 MiB holds hot pages
     return conn
 
 
@@ -156,16 +194,40 @@ def _prefix_successor(prefix: str) -> str | None:
 class SqliteStore:
     """Persistence for every class but ``ephemeral`` records (SPEC §14)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, failpoints: Failpoints | None = None) -> None:
         self.path = data_dir / DB_NAME
+        self.failpoints = failpoints or Failpoints()
+        self._reserve_path = data_dir / RESERVE_NAME
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sync_full = False
         self._commit_started = 0.0
+        self._full = False
+        self.full_events = 0  # times the store ran out of space
         self.commits = 0  # transactions committed (one per group)
         self.fsyncs = 0  # of which synchronous=FULL
         self.operations = 0  # operations committed across all groups
+        self.failures = 0  # operations that failed to commit
+        self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="topics-store-reader")
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._apply_change: dict[type[Change], Callable[[sqlite3.Connection, Any], None]] = {
+            SaveTopic: self._save_topic,
+            DropTopic: self._drop_topic,
+            AppendChunk: self._append,
+            Reserve: self._reserve,
+            MarkDeleted: self._mark_deleted,
+            MoveFront: self._move_front,
+            RaiseHead: self._raise_head,
+            SaveRouter: self._save_router,
+            RouterCursor: self._router_cursor,
+            DropRouter: self._drop_router,
+            SaveLeases: self._save_leases,
+            DropLeases: self._drop_leases,
+            PruneIdempotency: self._prune_idempotency,
+            DiscardRecords: self._discard_records,
+        }
         try:
             self._reader = _connect(self.path)
             self._reader.executescript(SCHEMA)
@@ -178,6 +240,56 @@ class SqliteStore:
                 )
         except sqlite3.DatabaseError as exc:
             raise StoreCorrupt(f"{self.path}: cannot open the store: {exc}") from None
+        self._reserved = self._take_reserve()
+        self._full = not self._reserved
+
+    @property
+    def full(self) -> bool:
+        return self._full
+
+    # -- the reserve ------------------------------------------------------------
+
+    def _take_reserve(self) -> bool:
+        """Make sure the reserve file exists at full size; False when there is no room."""
+        try:
+            if self._reserve_path.stat().st_size >= RESERVE_BYTES:
+                return True
+        except OSError:
+            pass
+        try:
+            fd = os.open(self._reserve_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        except OSError:
+            return False
+        try:
+            block = bytes(1 << 20)
+            for offset in range(0, RESERVE_BYTES, len(block)):
+                os.pwrite(fd, block, offset)
+            os.fsync(fd)
+            return True
+        except OSError:
+            with suppress(OSError):
+                os.ftruncate(fd, 0)
+            return False
+        finally:
+            os.close(fd)
+
+    def _free_bytes(self, conn: sqlite3.Connection) -> int:
+        """Space freed inside the file by deletes: new writes reuse it first."""
+        try:
+            pages = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            size = conn.execute("PRAGMA page_size").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+        return int(pages) * int(size)
+
+    def _release_reserve(self) -> None:
+        if not self._full:
+            self.full_events += 1
+            log.warning("store out of space: writes answer 507 until space is freed")
+        self._full = True
+        self._reserved = False
+        with suppress(OSError):
+            self._reserve_path.unlink()
 
     # -- writer thread ---------------------------------------------------------
 
@@ -186,28 +298,42 @@ class SqliteStore:
         self._thread = threading.Thread(target=self._run, name="topics-store-writer", daemon=True)
         self._thread.start()
 
-    def submit(
+    def commit(
         self,
-        fn: Operation,
-        *,
+        *changes: Change,
         fsync: bool = False,
         wait: bool = True,
         on_commit: Callable[[], None] | None = None,
-    ) -> asyncio.Future[tuple[float, float]] | None:
-        """Queue ``fn`` for the writer; with ``wait`` a future resolves on commit.
-
-        The future's result is (time applying the group in ms, fsync wait in ms).
-        """
+    ) -> asyncio.Future[Timing] | None:
+        """Queue ``changes`` as one transaction (see :class:`~topics_server.storage.base.Store`)."""
         assert self._loop is not None, "store not started"
         future = self._loop.create_future() if wait else None
-        self._queue.put(_Op(fn, fsync, future, on_commit))
+        op = _Op(changes, fsync, future, on_commit)
+        if self._full and not op.freeing:
+            self.failures += 1
+            if future is not None:
+                future.set_exception(StorageFull("the store is out of space"))
+            return future
+        self._queue.put(op)
         return future
 
     def _run(self) -> None:
         conn = _connect(self.path)
         stop = False
         while not stop:
-            op = self._queue.get()
+            try:
+                probing = self._full or not self._reserved
+                op = self._queue.get(timeout=FULL_PROBE_S) if probing else self._queue.get()
+            except queue.Empty:
+                # move the WAL into the file (deletes freed pages there) and give its
+                # space back to the file system, then try to take the reserve again
+                with suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._reserved = self._take_reserve()
+                if self._full and (self._reserved or self._free_bytes(conn) >= FREE_RESUME):
+                    self._full = False
+                    log.warning("store has space again: writes resume")
+                continue
             if op is None:
                 break
             ops = [op]
@@ -223,6 +349,8 @@ class SqliteStore:
             self._commit_group(conn, ops)
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.warning("final checkpoint failed (the WAL is replayed at next start): %s", exc)
         finally:
             conn.close()
 
@@ -231,16 +359,35 @@ class SqliteStore:
         started = time.perf_counter()
         try:
             self._apply(conn, ops, full)
-        except Exception:
+        except Exception as exc:
+            error = _classify(exc)
+            if isinstance(error, StorageFull) or any(
+                isinstance(op.doomed, StorageFull) for op in ops
+            ):
+                self._release_reserve()
             # isolate the failing operation: the others still commit
             for op in ops:
+                if op.doomed is not None or (self._full and not op.freeing):
+                    self._fail(op, op.doomed or StorageFull("the store is out of space"))
+                    continue
                 try:
                     self._apply(conn, [op], op.fsync)
-                    self._complete([op], None, started, time.perf_counter(), op.fsync)
-                except Exception as exc:
-                    self._complete([op], exc, started, time.perf_counter(), op.fsync)
+                except Exception as one:
+                    problem = op.doomed or _classify(one)
+                    if isinstance(problem, StorageFull):
+                        self._release_reserve()
+                    self._fail(op, problem)
+                    continue
+                self._complete([op], None, started, time.perf_counter(), op.fsync)
             return
+        if self._full and not any(op.freeing for op in ops):
+            self._reserved = self._take_reserve()
+            self._full = not self._reserved
         self._complete(ops, None, started, time.perf_counter(), full)
+
+    def _fail(self, op: _Op, error: StoreError) -> None:
+        self.failures += 1
+        self._complete([op], error, 0.0, 0.0, False)
 
     def _apply(self, conn: sqlite3.Connection, ops: list[_Op], full: bool) -> None:
         if full != self._sync_full:
@@ -248,8 +395,15 @@ class SqliteStore:
             self._sync_full = full
         conn.execute("BEGIN IMMEDIATE")
         try:
+            apply = self._apply_change
+            failpoints = self.failpoints
             for op in ops:
-                op.fn(conn)
+                if op.doomed is not None:
+                    raise op.doomed
+                for change in op.changes:
+                    if failpoints.armed:
+                        _inject(failpoints, op, change)
+                    apply[type(change)](conn, change)
             self._commit_started = time.perf_counter()
             conn.execute("COMMIT")
         except BaseException:
@@ -261,10 +415,12 @@ class SqliteStore:
         self.operations += len(ops)
 
     def _complete(
-        self, ops: list[_Op], error: Exception | None, started: float, ended: float, full: bool
+        self, ops: list[_Op], error: StoreError | None, started: float, ended: float, full: bool
     ) -> None:
         commit_ms = (ended - self._commit_started) * 1000 if error is None else 0.0
         timing = ((ended - started) * 1000, commit_ms if full else 0.0)
+        if error is not None and all(op.future is None for op in ops):
+            log.error("a store commit nobody waits for failed: %s", error)
         assert self._loop is not None
         with suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             self._loop.call_soon_threadsafe(_resolve, ops, error, timing)
@@ -280,6 +436,9 @@ class SqliteStore:
             "batches_total": self.commits,
             "fsyncs_total": self.fsyncs,
             "queue_depth": self.queue_depth,
+            "failures_total": self.failures,
+            "storage_full": int(self._full),
+            "full_events_total": self.full_events,
         }
 
     async def close(self) -> None:
@@ -287,217 +446,186 @@ class SqliteStore:
             self._queue.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
+        self._readers.shutdown(wait=True)
+        for conn in self._reader_conns:
+            conn.close()
         self._reader.close()
 
-    # -- operations ------------------------------------------------------------
+    # -- changes (writer thread, inside a transaction) ---------------------------
 
-    def save_topic(
-        self, name: str, instance: int, config: dict[str, Any], next_instance: int
-    ) -> asyncio.Future[tuple[float, float]] | None:
-        text = orjson.dumps(config).decode()
+    def _save_topic(self, conn: sqlite3.Connection, c: SaveTopic) -> None:
+        text = orjson.dumps(c.config).decode()
+        # a row left by an older instance of the name is stale: the new one replaces it
+        conn.execute("DELETE FROM topics WHERE name = ? AND instance <> ?", (c.name, c.instance))
+        conn.execute(
+            "INSERT INTO topics (name, instance, config) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET config = excluded.config",
+            (c.name, c.instance, text),
+        )
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('next_instance', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+            (c.next_instance,),
+        )
 
-        def fn(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO topics (name, instance, config) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET config = excluded.config "
-                "WHERE instance = excluded.instance",
-                (name, instance, text),
-            )
-            conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_instance', ?)",
-                (next_instance,),
-            )
+    def _drop_topic(self, conn: sqlite3.Connection, c: DropTopic) -> None:
+        conn.execute("DELETE FROM topics WHERE instance = ?", (c.instance,))
+        for table in ("chunks", "deletes", "tags", "idempotency", "leases"):
+            conn.execute(f"DELETE FROM {table} WHERE topic = ?", (c.instance,))
 
-        return self.submit(fn, fsync=True)
-
-    def drop_topic(self, instance: int) -> asyncio.Future[tuple[float, float]] | None:
-        def fn(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM topics WHERE instance = ?", (instance,))
-            for table in ("chunks", "deletes", "tags", "idempotency"):
-                conn.execute(f"DELETE FROM {table} WHERE topic = ?", (instance,))
-
-        return self.submit(fn, fsync=True)
-
-    def append(
-        self,
-        instance: int,
-        chunk: Chunk,
-        idempotency: tuple[str, int] | None,
-        fsync: bool,
-        wait: bool,
-        also: Operation | None = None,
-    ) -> asyncio.Future[tuple[float, float]] | None:
-        """Persist a chunk; ``also`` runs in the same transaction."""
+    def _append(self, conn: sqlite3.Connection, c: AppendChunk) -> None:
+        chunk, instance = c.chunk, c.instance
         payload = chunk.payload
         assert payload is not None
         first, last, ts = chunk.first, chunk.last, chunk.ts
-        sizes = chunk.sizes.tobytes()
-
-        def fn(conn: sqlite3.Connection) -> None:
-            datas, metas, nodes, tags, hops = encode_payload(payload)
-            conn.execute(
-                "INSERT OR IGNORE INTO chunks "
-                "(topic, first, last, ts, sizes, datas, metas, nodes, tags, hops) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (instance, first, last, ts, sizes, datas, metas, nodes, tags, hops),
+        cur = conn.execute(
+            "UPDATE topics SET head = max(head, ?), last_ts = max(last_ts, ?), "
+            "last_write_ts = ? WHERE instance = ?",
+            (last, ts, ts, instance),
+        )
+        if cur.rowcount == 0:
+            raise TopicGone(f"topic instance {instance} is no longer stored")
+        datas, metas, nodes, tags, hops = encode_payload(payload)
+        conn.execute(
+            "INSERT OR IGNORE INTO chunks "
+            "(topic, first, last, ts, sizes, datas, metas, nodes, tags, hops) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (instance, first, last, ts, chunk.sizes.tobytes(), datas, metas, nodes, tags, hops),
+        )
+        if payload.tags is not None:
+            conn.executemany(
+                "INSERT OR IGNORE INTO tags (topic, seq, tag) VALUES (?, ?, ?)",
+                [
+                    (instance, first + i, tag)
+                    for i, tag in enumerate(payload.tags)
+                    if tag is not None
+                ],
             )
-            if payload.tags is not None:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO tags (topic, seq, tag) VALUES (?, ?, ?)",
-                    [
-                        (instance, first + i, tag)
-                        for i, tag in enumerate(payload.tags)
-                        if tag is not None
-                    ],
-                )
+        if c.idempotency is not None:
+            key, expires = c.idempotency
             conn.execute(
-                "UPDATE topics SET head = max(head, ?), last_ts = max(last_ts, ?), "
-                "last_write_ts = ? WHERE instance = ?",
-                (last, ts, ts, instance),
-            )
-            if idempotency is not None:
-                key, expires = idempotency
-                conn.execute(
-                    "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?, ?)",
-                    (instance, key, first, last, last, expires),
-                )
-            if also is not None:
-                also(conn)
-
-        def committed() -> None:
-            chunk.stored = True
-
-        return self.submit(fn, fsync=fsync, wait=wait, on_commit=committed)
-
-    def reserve(self, instance: int, reserved: int) -> asyncio.Future[tuple[float, float]] | None:
-        """Persist an ephemeral topic's seq reservation: seqs below it are never reused."""
-
-        def fn(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE topics SET reserved = max(reserved, ?) WHERE instance = ?",
-                (reserved, instance),
+                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?, ?)",
+                (instance, key, first, last, last, min(expires, MAX_INT64)),
             )
 
-        return self.submit(fn, fsync=True)
+    def _reserve(self, conn: sqlite3.Connection, c: Reserve) -> None:
+        sql = "reserved = ?" if c.exact else "reserved = max(reserved, ?)"
+        cur = conn.execute(f"UPDATE topics SET {sql} WHERE instance = ?", (c.reserved, c.instance))
+        if cur.rowcount == 0:
+            raise TopicGone(f"topic instance {c.instance} is no longer stored")
 
-    def mark_deleted(
-        self, instance: int, seqs: list[int], fsync: bool, wait: bool
-    ) -> asyncio.Future[tuple[float, float]] | None:
-        rows = [(instance, seq) for seq in seqs]
+    def _mark_deleted(self, conn: sqlite3.Connection, c: MarkDeleted) -> None:
+        rows = [(c.instance, seq) for seq in c.seqs]
+        conn.executemany("INSERT OR IGNORE INTO deletes (topic, seq) VALUES (?, ?)", rows)
+        conn.executemany("DELETE FROM tags WHERE topic = ? AND seq = ?", rows)
 
-        def fn(conn: sqlite3.Connection) -> None:
-            conn.executemany("INSERT OR IGNORE INTO deletes (topic, seq) VALUES (?, ?)", rows)
-            conn.executemany("DELETE FROM tags WHERE topic = ? AND seq = ?", rows)
+    def _move_front(self, conn: sqlite3.Connection, c: MoveFront) -> None:
+        instance, front = c.instance, c.front
+        conn.execute(
+            "UPDATE topics SET front = max(front, ?), evict_floor = max(evict_floor, ?), "
+            "cap_hi = max(cap_hi, ?), ttl_hi = max(ttl_hi, ?), trim_hi = max(trim_hi, ?) "
+            "WHERE instance = ?",
+            (front, c.evict_floor, *c.his, instance),
+        )
+        conn.execute("DELETE FROM chunks WHERE topic = ? AND last < ?", (instance, front))
+        conn.execute("DELETE FROM deletes WHERE topic = ? AND seq < ?", (instance, front))
+        conn.execute("DELETE FROM tags WHERE topic = ? AND seq < ?", (instance, front))
 
-        return self.submit(fn, fsync=fsync, wait=wait)
+    def _raise_head(self, conn: sqlite3.Connection, c: RaiseHead) -> None:
+        conn.execute(
+            "UPDATE topics SET head = max(head, ?), reserved = max(reserved, ?), "
+            "evict_floor = max(evict_floor, ?), cap_hi = max(cap_hi, ?), "
+            "ttl_hi = max(ttl_hi, ?), trim_hi = max(trim_hi, ?) WHERE instance = ?",
+            (c.head, c.head, c.evict_floor, *c.his, c.instance),
+        )
 
-    def move_front(
-        self,
-        instance: int,
-        front: int,
-        evict_floor: int,
-        his: tuple[int, int, int],
-        fsync: bool,
-        wait: bool,
-    ) -> asyncio.Future[tuple[float, float]] | None:
-        """Everything below ``front`` is gone: drop it and persist the watermarks."""
+    def _save_router(self, conn: sqlite3.Connection, c: SaveRouter) -> None:
+        conn.execute(
+            "INSERT INTO routers (name, spec, cursor, source_instance, forwarded_total) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET spec = excluded.spec",
+            (c.name, orjson.dumps(c.spec).decode(), c.cursor, c.source_instance, c.forwarded_total),
+        )
 
-        def fn(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE topics SET front = max(front, ?), evict_floor = max(evict_floor, ?), "
-                "cap_hi = ?, ttl_hi = ?, trim_hi = ? WHERE instance = ?",
-                (front, evict_floor, *his, instance),
+    def _router_cursor(self, conn: sqlite3.Connection, c: RouterCursor) -> None:
+        conn.execute(
+            "UPDATE routers SET cursor = max(cursor, ?), forwarded_total = forwarded_total + ? "
+            "WHERE name = ?",
+            (c.cursor, c.forwarded, c.name),
+        )
+
+    def _drop_router(self, conn: sqlite3.Connection, c: DropRouter) -> None:
+        conn.execute("DELETE FROM routers WHERE name = ?", (c.name,))
+
+    def _save_leases(self, conn: sqlite3.Connection, c: SaveLeases) -> None:
+        conn.executemany(
+            "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?)",
+            [(c.instance, *row) for row in c.rows],
+        )
+
+    def _drop_leases(self, conn: sqlite3.Connection, c: DropLeases) -> None:
+        if c.seqs is None:
+            conn.execute("DELETE FROM leases WHERE topic = ?", (c.instance,))
+        else:
+            conn.executemany(
+                "DELETE FROM leases WHERE topic = ? AND seq = ?",
+                [(c.instance, seq) for seq in c.seqs],
             )
-            conn.execute("DELETE FROM chunks WHERE topic = ? AND last < ?", (instance, front))
-            conn.execute("DELETE FROM deletes WHERE topic = ? AND seq < ?", (instance, front))
-            conn.execute("DELETE FROM tags WHERE topic = ? AND seq < ?", (instance, front))
 
-        return self.submit(fn, fsync=fsync, wait=wait)
+    def _prune_idempotency(self, conn: sqlite3.Connection, c: PruneIdempotency) -> None:
+        conn.execute("DELETE FROM idempotency WHERE expires < ?", (c.now,))
 
-    def raise_head(
-        self, instance: int, head: int, evict_floor: int, his: tuple[int, int, int]
-    ) -> None:
-        """Seqs reserved as holes (router source trim): persist head and floor."""
+    def _discard_records(self, conn: sqlite3.Connection, c: DiscardRecords) -> None:
+        for table in ("chunks", "deletes", "tags", "idempotency"):
+            conn.execute(f"DELETE FROM {table} WHERE topic = ?", (c.instance,))
 
-        def fn(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE topics SET head = max(head, ?), reserved = max(reserved, ?), "
-                "evict_floor = max(evict_floor, ?), cap_hi = ?, ttl_hi = ?, trim_hi = ? "
-                "WHERE instance = ?",
-                (head, head, evict_floor, *his, instance),
-            )
+    # -- reads (reader threads) -------------------------------------------------
 
-        self.submit(fn, wait=False)
+    async def read_payloads(
+        self, instance: int, first_from: int, first_to: int
+    ) -> dict[int, Payload]:
+        """Cold payloads of the chunks starting in ``first_from..first_to``."""
+        return await self._read(self._load_payloads, instance, first_from, first_to)
 
-    def prune_idempotency(self, now: int) -> None:
-        def fn(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM idempotency WHERE expires < ?", (now,))
+    async def tag_matches(self, instance: int, predicate: TagPredicate, bound: int) -> list[int]:
+        """Stored seqs ``< bound`` whose tag matches, through the tag index."""
+        return await self._read(self._tag_matches, instance, predicate, bound)
 
-        self.submit(fn, wait=False)
+    async def _read(self, fn: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, functools.partial(fn, *args))
 
-    # -- lease events of leases_durable queues (SPEC §10.10) -----------------
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            # cold reads stream through once: a small cache keeps their memory small
+            conn = self._local.conn = _connect(self.path, READER_CACHE_KIB)
+            self._reader_conns.append(conn)
+        return conn
 
-    def save_leases(
-        self, instance: int, rows: list[tuple[int, int, str, int, int]], fsync: bool, wait: bool
-    ) -> asyncio.Future[tuple[float, float]] | None:
-        """Claimed or extended: ``(seq, lease_id, node, deadline, deliveries)`` rows."""
-        params = [(instance, *row) for row in rows]
-
-        def fn(conn: sqlite3.Connection) -> None:
-            conn.executemany("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?)", params)
-
-        return self.submit(fn, fsync=fsync, wait=wait)
-
-    def drop_leases(
-        self, instance: int, seqs: list[int] | None, fsync: bool, wait: bool
-    ) -> asyncio.Future[tuple[float, float]] | None:
-        """Released or acked (``seqs``), or every lease of the instance (``None``)."""
-
-        def fn(conn: sqlite3.Connection) -> None:
-            if seqs is None:
-                conn.execute("DELETE FROM leases WHERE topic = ?", (instance,))
-            else:
-                conn.executemany(
-                    "DELETE FROM leases WHERE topic = ? AND seq = ?",
-                    [(instance, seq) for seq in seqs],
-                )
-
-        return self.submit(fn, fsync=fsync, wait=wait)
-
-    def load_leases(self, instance: int) -> list[tuple[int, int, str, int, int]]:
-        """Recovery: the persisted leases of one queue instance."""
-        rows: list[tuple[int, int, str, int, int]] = self._reader.execute(
-            "SELECT seq, lease_id, node, deadline, deliveries FROM leases WHERE topic = ?",
-            (instance,),
-        ).fetchall()
-        return rows
-
-    # -- reads (event-loop thread) --------------------------------------------
-
-    def load_payloads(self, instance: int, first_from: int, first_to: int) -> dict[int, Payload]:
-        rows = self._reader.execute(
+    def _load_payloads(self, instance: int, first_from: int, first_to: int) -> dict[int, Payload]:
+        rows = self._reader_conn().execute(
             "SELECT first, datas, metas, nodes, tags, hops FROM chunks "
             "WHERE topic = ? AND first >= ? AND first <= ? ORDER BY first",
             (instance, first_from, first_to),
         )
         return {row[0]: decode_payload(*row[1:]) for row in rows}
 
-    def tag_matches(self, instance: int, predicate: TagPredicate, bound: int) -> list[int]:
-        """Stored seqs ``< bound`` whose tag matches, through the tag index."""
+    def _tag_matches(self, instance: int, predicate: TagPredicate, bound: int) -> list[int]:
+        db = self._reader_conn()
         if predicate.op == "Eq":
-            rows = self._reader.execute(
+            rows = db.execute(
                 "SELECT seq FROM tags WHERE topic = ? AND tag = ? AND seq < ?",
                 (instance, predicate.value, bound),
             )
         else:
             upper = _prefix_successor(predicate.value)
             if upper is None:
-                rows = self._reader.execute(
+                rows = db.execute(
                     "SELECT seq FROM tags WHERE topic = ? AND tag >= ? AND seq < ?",
                     (instance, predicate.value, bound),
                 )
             else:
-                rows = self._reader.execute(
+                rows = db.execute(
                     "SELECT seq FROM tags WHERE topic = ? AND tag >= ? AND tag < ? AND seq < ?",
                     (instance, predicate.value, upper, bound),
                 )
@@ -506,69 +634,130 @@ class SqliteStore:
     # -- recovery --------------------------------------------------------------
 
     def next_instance(self) -> int:
-        row = self._reader.execute("SELECT value FROM meta WHERE key = 'next_instance'").fetchone()
-        top = self._reader.execute("SELECT max(instance) FROM topics").fetchone()[0] or 0
-        return max(row[0] if row else 1, top + 1)
+        with self._damage("the meta table"):
+            row = self._reader.execute(
+                "SELECT value FROM meta WHERE key = 'next_instance'"
+            ).fetchone()
+            top = self._reader.execute("SELECT max(instance) FROM topics").fetchone()[0] or 0
+            return max(int(row[0]) if row else 1, int(top) + 1)
 
     def topic_count(self) -> int:
-        count: int = self._reader.execute("SELECT count(*) FROM topics").fetchone()[0]
-        return count
+        with self._damage("the topics table"):
+            count: int = self._reader.execute("SELECT count(*) FROM topics").fetchone()[0]
+            return count
+
+    @contextmanager
+    def _damage(self, where: str) -> Iterator[None]:
+        """Any failure while reading ``where`` is a damaged store, named precisely."""
+        try:
+            yield
+        except StoreCorrupt:
+            raise
+        except Exception as exc:
+            raise StoreCorrupt(f"{self.path}: cannot read {where}: {exc}") from None
 
     def recover(self, now: int) -> Iterator[RecoveredTopic]:
-        """Every stored topic with its chunk index (cold), deletes and idempotency."""
-        try:
-            yield from self._recover(now)
-        except sqlite3.DatabaseError as exc:
-            raise StoreCorrupt(f"{self.path}: the store is damaged: {exc}") from None
-
-    def _recover(self, now: int) -> Iterator[RecoveredTopic]:
+        """Every stored topic with its chunk index (cold), deletes, idempotency and leases."""
         db = self._reader
-        topics = db.execute(
-            "SELECT name, instance, config, head, reserved, front, evict_floor, cap_hi, ttl_hi, "
-            "trim_hi, last_ts, last_write_ts FROM topics ORDER BY name"
-        ).fetchall()
-        for row in topics:
-            topic = RecoveredTopic(row[0], row[1], orjson.loads(row[2]), *row[3:])
-            instance = topic.instance
-            for first, ts, sizes in db.execute(
-                "SELECT first, ts, sizes FROM chunks WHERE topic = ? ORDER BY first", (instance,)
-            ):
-                chunk_sizes: array[int] = array("I")
-                chunk_sizes.frombytes(sizes)
-                topic.chunks.append(Chunk(first, ts, chunk_sizes, None, stored=True))
-            topic.deleted = {
-                seq
-                for (seq,) in db.execute(
-                    "SELECT seq FROM deletes WHERE topic = ? AND seq >= ?", (instance, topic.front)
-                )
-            }
-            topic.idempotency = db.execute(
-                "SELECT key, first, last, head, expires FROM idempotency "
-                "WHERE topic = ? AND expires >= ?",
-                (instance, now),
+        with self._damage("the topics table"):
+            rows = db.execute(
+                "SELECT name, instance, config, head, reserved, front, evict_floor, cap_hi, "
+                "ttl_hi, trim_hi, last_ts, last_write_ts FROM topics ORDER BY name"
             ).fetchall()
+        for row in rows:
+            with self._damage(f"topics row {row[0]!r}"):
+                config = orjson.loads(row[2])
+                if not isinstance(config, dict):
+                    raise ValueError("config is not a JSON object")
+                if not all(isinstance(v, int) for v in row[3:11]) or not isinstance(row[1], int):
+                    raise ValueError("a counter column is not an integer")
+                head, reserved, front, floor, cap_hi, ttl_hi, trim_hi, last_ts = row[3:11]
+                topic = RecoveredTopic(
+                    row[0],
+                    row[1],
+                    config,
+                    head,
+                    reserved,
+                    front,
+                    floor,
+                    cap_hi,
+                    ttl_hi,
+                    trim_hi,
+                    last_ts,
+                    row[11],
+                )
+            instance = topic.instance
+            with self._damage(f"the chunks of topic {topic.name!r}"):
+                for first, last, ts, sizes in db.execute(
+                    "SELECT first, last, ts, sizes FROM chunks WHERE topic = ? ORDER BY first",
+                    (instance,),
+                ):
+                    chunk_sizes: array[int] = array("I")
+                    chunk_sizes.frombytes(sizes)
+                    if len(chunk_sizes) != last - first + 1:
+                        raise ValueError(
+                            f"chunk {first}..{last} holds {len(chunk_sizes)} record sizes"
+                        )
+                    topic.chunks.append(Chunk(first, ts, chunk_sizes, None, stored=True))
+            with self._damage(f"the deletes of topic {topic.name!r}"):
+                topic.deleted = {
+                    int(seq)
+                    for (seq,) in db.execute(
+                        "SELECT seq FROM deletes WHERE topic = ? AND seq >= ?",
+                        (instance, topic.front),
+                    )
+                }
+            with self._damage(f"the idempotency keys of topic {topic.name!r}"):
+                topic.idempotency = db.execute(
+                    "SELECT key, first, last, head, expires FROM idempotency "
+                    "WHERE topic = ? AND expires >= ?",
+                    (instance, now),
+                ).fetchall()
+            with self._damage(f"the leases of topic {topic.name!r}"):
+                topic.leases = db.execute(
+                    "SELECT seq, lease_id, node, deadline, deliveries FROM leases WHERE topic = ?",
+                    (instance,),
+                ).fetchall()
             yield topic
 
-    def recover_routers(self) -> list[tuple[str, dict[str, Any], int, int, int]]:
-        try:
+    def recover_routers(self) -> list[RecoveredRouter]:
+        with self._damage("the routers table"):
             rows = self._reader.execute(
-                "SELECT name, spec, cursor, source_instance, forwarded_total FROM routers"
+                "SELECT name, spec, cursor, source_instance, forwarded_total FROM routers "
+                "ORDER BY name"
             ).fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise StoreCorrupt(f"{self.path}: the store is damaged: {exc}") from None
-        return [(name, orjson.loads(spec), *rest) for name, spec, *rest in rows]
-
-    def discard_records(self, instance: int) -> None:
-        """Recovery of an ephemeral topic: whatever it had stored is gone too."""
-
-        def fn(conn: sqlite3.Connection) -> None:
-            for table in ("chunks", "deletes", "tags", "idempotency"):
-                conn.execute(f"DELETE FROM {table} WHERE topic = ?", (instance,))
-
-        self.submit(fn, wait=False)
+        routers = []
+        for name, spec, *rest in rows:
+            with self._damage(f"routers row {name!r}"):
+                parsed = orjson.loads(spec)
+                if not isinstance(parsed, dict):
+                    raise ValueError("spec is not a JSON object")
+                routers.append(RecoveredRouter(name, parsed, *rest))
+        return routers
 
 
-def _resolve(ops: list[_Op], error: Exception | None, timing: tuple[float, float]) -> None:
+def _inject(failpoints: Failpoints, op: _Op, change: Change) -> None:
+    full = failpoints.hit(change.kind)
+    if full is None:
+        return
+    if full:
+        op.doomed = StorageFull(f"failpoint {change.kind}: out of space")
+        raise sqlite3.OperationalError("database or disk is full (failpoint)")
+    op.doomed = StoreFailed(f"failpoint {change.kind}: injected I/O error")
+    raise sqlite3.OperationalError("disk I/O error (failpoint)")
+
+
+def _classify(exc: BaseException) -> StoreError:
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
+        return StorageFull(f"the store is out of space: {exc}")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return StorageFull(f"the store is out of space: {exc}")
+    return StoreFailed(f"the store could not commit: {exc}")
+
+
+def _resolve(ops: list[_Op], error: StoreError | None, timing: Timing) -> None:
     for op in ops:
         if error is None and op.on_commit is not None:
             op.on_commit()

@@ -1,4 +1,6 @@
-"""Chunks: the unit a topic's log is made of.
+"""Records as the engine and the store share them: chunks, payloads, tag predicates.
+
+Chunks are the unit a topic's log is made of.
 
 One write batch becomes one chunk: a contiguous seq range committed at one
 instant, so all its records share ``$ts``. Per record the engine always keeps
@@ -16,11 +18,28 @@ arrays, or NULL when no record of the chunk has one.
 from __future__ import annotations
 
 from array import array
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-__all__ = ["Chunk", "Payload", "decode_payload", "encode_payload"]
+__all__ = ["Chunk", "Payload", "TagPredicate", "decode_payload", "encode_payload"]
+
+
+@dataclass(frozen=True, slots=True)
+class TagPredicate:
+    """A tag match (SPEC §7): ``Eq`` compares, ``Glob`` is a prefix (``value`` without ``*``)."""
+
+    op: str  # "Eq" or "Glob"
+    value: str
+
+    def matches(self, tag: str | None) -> bool:
+        if tag is None:
+            return False
+        return tag == self.value if self.op == "Eq" else tag.startswith(self.value)
+
+    def to_json(self) -> list[str]:
+        return ["tag", self.op, self.value + "*" if self.op == "Glob" else self.value]
 
 
 class Payload:
