@@ -75,6 +75,8 @@ __all__ = ["Batch", "DiffRequest", "Engine", "WriteOutcome"]
 RESERVE_BLOCK = 1 << 16
 # A read retries this often when the front moved while its cold payloads loaded.
 COLD_ATTEMPTS = 8
+# A page is read this many records at a time, the loop free for others in between.
+READ_SLICE = 256
 
 Batch = tuple["array[int]", Payload]  # (sizes, payload columns) of a validated write
 
@@ -659,11 +661,59 @@ class Engine:
         nodes: frozenset[str] | None = None,
         shape: tuple[bool, bool, bool] | None = None,
     ) -> ReadResult:
-        """:meth:`TopicLog.read`, with cold payloads fetched off the event loop."""
+        """:meth:`TopicLog.read` in slices of :data:`READ_SLICE` records, yielding to the
+        loop between them, with cold payloads fetched off the loop.
+
+        A big page (a cold replay's 1,000 records) would otherwise hold the loop for
+        milliseconds while hot writes and heartbeats wait behind it. A slice that
+        would start with a tombstone (the floor moved meanwhile) is left for the
+        next page: a page carries at most one tombstone, before its records.
+        """
+        result = await self._read_slice(
+            log, from_seq, min(limit, READ_SLICE), max_bytes, nodes, shape
+        )
+        while (
+            len(result.records) < limit
+            and result.records
+            and not result.caught_up
+            and result.size < max_bytes
+            and len(result.records) % READ_SLICE == 0
+        ):
+            await asyncio.sleep(0)
+            if log.removed:
+                break
+            want = min(limit - len(result.records), READ_SLICE)
+            more = await self._read_slice(
+                log, result.next_from_seq, want, max_bytes - result.size, nodes, shape, first=False
+            )
+            if more.tombstone is not None or (
+                not more.records and more.next_from_seq == result.next_from_seq
+            ):
+                break
+            result.records.extend(more.records)
+            result.next_from_seq = more.next_from_seq
+            result.head_seq = more.head_seq
+            result.earliest_seq = more.earliest_seq
+            result.scanned += more.scanned
+            result.size += more.size
+            if len(more.records) < want:
+                break
+        return result
+
+    async def _read_slice(
+        self,
+        log: TopicLog,
+        from_seq: int,
+        limit: int,
+        max_bytes: int,
+        nodes: frozenset[str] | None,
+        shape: tuple[bool, bool, bool] | None,
+        first: bool = True,
+    ) -> ReadResult:
         cold: dict[int, Payload] = {}
         for _ in range(COLD_ATTEMPTS):
             try:
-                return log.read(from_seq, limit, max_bytes, nodes, shape, cold)
+                return log.read(from_seq, limit, max_bytes, nodes, shape, cold, strict=not first)
             except ColdMiss as miss:
                 cold.update(await self._load_cold(log, miss))
         raise RuntimeError(f"topic {log.name!r}: cold payloads missing from the store")

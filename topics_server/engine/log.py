@@ -82,6 +82,7 @@ class ReadResult:
     earliest_seq: int
     tombstone: dict[str, Any] | None
     scanned: int
+    size: int = 0  # bytes of the records returned
 
     @property
     def caught_up(self) -> bool:
@@ -482,8 +483,12 @@ class TopicLog:
         nodes: frozenset[str] | None = None,
         shape: WireShape | None = None,
         cold: Mapping[int, Payload] = _NO_COLD,
+        strict: bool = False,
     ) -> ReadResult:
         """Records after ``from_seq`` (SPEC §4.2).
+
+        The first record always fits ``max_bytes`` unless ``strict`` (a page's later
+        slice, whose budget is what the earlier slices left).
 
         Cold payloads come from ``cold`` (keyed by chunk ``first``); a chunk that
         is neither hot nor in ``cold`` raises :class:`ColdMiss`.
@@ -533,7 +538,7 @@ class TopicLog:
                         break
                     continue
                 size = sizes[i]
-                if out and total + size > max_bytes:
+                if (out or strict) and total + size > max_bytes:
                     next_from = seq - 1
                     done = True
                     break
@@ -568,7 +573,7 @@ class TopicLog:
             k += 1
         if not done:
             next_from = self.head
-        return ReadResult(out, next_from, self.head, self.earliest_seq, tombstone, scanned)
+        return ReadResult(out, next_from, self.head, self.earliest_seq, tombstone, scanned, total)
 
     def _cold_run(self, k: int, want: int) -> ColdMiss:
         """The run of cold chunks from ``chunks[k]`` a read still needs: about ``want``
