@@ -44,6 +44,7 @@ __all__ = [
     "ReplayState",
     "evicted_into_window",
     "seek_flow",
+    "seek_plan",
 ]
 
 GapPolicy = Literal["yield", "raise"] | Callable[[Gap], None]
@@ -156,6 +157,32 @@ def evicted_into_window(first: DiffResult, cursor: int) -> bool:
     live record proves every evicted one older too (``$ts`` never decreases with ``$seq``).
     """
     return first.tombstone is not None and cursor <= max(0, first.earliest_seq - 1)
+
+
+def seek_plan(since_ms: int) -> Generator[int | None, Any, int]:
+    """The whole time seek as one flow both drivers (``topics.seek``) run.
+
+    Yields ``c`` for a one-record diff at cursor ``c`` (send back the ``DiffResult``) or
+    ``None`` for the topic's state (send back the ``TopicState``); returns the cursor. See
+    :func:`seek_flow` for the search and :func:`evicted_into_window` for the gap rule.
+    """
+    first = yield 0
+    search = seek_flow(since_ms, first.earliest_seq, first.head_seq)
+    try:
+        probe = next(search)
+        while True:
+            found = yield probe
+            probe = search.send(found.records[0] if found.records else None)
+    except StopIteration as stop:
+        cursor: int = stop.value
+    if not evicted_into_window(first, cursor):
+        return cursor
+    if not first.records:
+        # Nothing is live: only the time of the last write can clear the window.
+        state = yield None
+        if state.last_write_ts is not None and state.last_write_ts < since_ms:
+            return cursor
+    return 0
 
 
 def _diff_options(options: dict[str, Any]) -> dict[str, Any]:

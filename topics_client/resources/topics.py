@@ -338,23 +338,20 @@ class Topics(SyncResource):
         over ``$ts``. When no live record is older than ``since`` but records below the
         live log were evicted, nothing shows those were older, so the cursor is ``0`` and
         the first read from it reports them as a tombstone (a :class:`Gap`)."""
-        from .._replay import evicted_into_window, seek_flow
+        from .._replay import seek_plan
 
-        first = self.diff(topic, from_seq=0, limit=1, include_meta=False)
-        flow = seek_flow(since, first.earliest_seq, first.head_seq)
+        plan = seek_plan(since)
         try:
-            probe = next(flow)
+            step = next(plan)
             while True:
-                found = self.diff(topic, from_seq=probe, limit=1, include_meta=False)
-                probe = flow.send(found.records[0] if found.records else None)
+                if step is None:
+                    answer: Any = self.get(topic, touch=False)
+                else:
+                    answer = self.diff(topic, from_seq=step, limit=1, include_meta=False)
+                step = plan.send(answer)
         except StopIteration as stop:
             cursor: int = stop.value
-        if evicted_into_window(first, cursor) and not first.records:
-            # Nothing is live: only the time of the last write can clear the window.
-            last = self.get(topic, touch=False).last_write_ts
-            if last is not None and last < since:
-                return cursor
-        return 0 if evicted_into_window(first, cursor) else cursor
+            return cursor
 
     def replay(
         self,
@@ -512,23 +509,20 @@ class AsyncTopics(AsyncResource):
         over ``$ts``. When no live record is older than ``since`` but records below the
         live log were evicted, nothing shows those were older, so the cursor is ``0`` and
         the first read from it reports them as a tombstone (a :class:`Gap`)."""
-        from .._replay import evicted_into_window, seek_flow
+        from .._replay import seek_plan
 
-        first = await self.diff(topic, from_seq=0, limit=1, include_meta=False)
-        flow = seek_flow(since, first.earliest_seq, first.head_seq)
+        plan = seek_plan(since)
         try:
-            probe = next(flow)
+            step = next(plan)
             while True:
-                found = await self.diff(topic, from_seq=probe, limit=1, include_meta=False)
-                probe = flow.send(found.records[0] if found.records else None)
+                if step is None:
+                    answer: Any = await self.get(topic, touch=False)
+                else:
+                    answer = await self.diff(topic, from_seq=step, limit=1, include_meta=False)
+                step = plan.send(answer)
         except StopIteration as stop:
             cursor: int = stop.value
-        if evicted_into_window(first, cursor) and not first.records:
-            # Nothing is live: only the time of the last write can clear the window.
-            last = (await self.get(topic, touch=False)).last_write_ts
-            if last is not None and last < since:
-                return cursor
-        return 0 if evicted_into_window(first, cursor) else cursor
+            return cursor
 
     def replay(
         self,
