@@ -15,7 +15,6 @@ import httpx
 import orjson
 
 from tests.cli.conftest import Run, cli_env, run_in_pty
-from topics_cli.commands._lease_run import backoff_ms
 
 Topics = Callable[..., Run]
 
@@ -47,11 +46,6 @@ def _popen(base_url: str, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]
         env=cli_env(base_url, tmp_path),
         cwd=tmp_path,
     )
-
-
-def test_backoff() -> None:
-    assert [backoff_ms(n, 100, 1000) for n in (0, 1, 2, 3, 4, 5)] == [100, 100, 200, 400, 800, 1000]
-    assert backoff_ms(10_000, 1, 60_000) == 60_000
 
 
 def test_claim_ack_nack_extend(topics: Topics, topic: str, base_url: str) -> None:

@@ -17,6 +17,7 @@ import typer
 from topics_cli.context import get_app
 from topics_cli.errors import EXIT_API, EXIT_CODES_HELP, CliError
 from topics_cli.group import typer_app
+from topics_client import DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS
 
 if TYPE_CHECKING:
     from topics_client import Job
@@ -381,11 +382,11 @@ def run(
     ] = None,
     backoff_base_ms: Annotated[
         int, typer.Option("--backoff-base-ms", min=0, help="First retry delay after a failure.")
-    ] = 1000,
+    ] = DEFAULT_BACKOFF_BASE_MS,
     backoff_max_ms: Annotated[
         int,
         typer.Option("--backoff-max-ms", min=0, max=LEASE_MS_MAX, help="Longest retry delay."),
-    ] = 60_000,
+    ] = DEFAULT_BACKOFF_MAX_MS,
     max_deliveries_hint: Annotated[
         int | None,
         typer.Option(
