@@ -11,7 +11,9 @@ The file is ``$XDG_CONFIG_HOME/topics/config.toml`` (default ``~/.config``)::
 
 Precedence for every setting: flag > environment (``TOPICS_URL``, then ``TOPICS``;
 ``TOPICS_API_KEY``; ``TOPICS_PROFILE``) > profile > built-in default
-(``http://127.0.0.1:4000``). The file is written with mode 0600 (it may hold a key).
+(``http://127.0.0.1:4000``); the url rule is the client's own
+:func:`topics_client.resolve_base_url`, with the profile's url as its fallback. The file is
+written with mode 0600 (it may hold a key).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from typing import Any
 from topics_cli.errors import CliError
 
 __all__ = [
-    "DEFAULT_URL",
     "PROFILE_KEYS",
     "ConfigFile",
     "Resolved",
@@ -33,7 +34,6 @@ __all__ = [
     "resolve",
 ]
 
-DEFAULT_URL = "http://127.0.0.1:4000"
 PROFILE_KEYS = ("url", "api_key", "output", "template", "no_color")
 DEFAULT_PROFILE = "default"
 
@@ -114,10 +114,9 @@ class ConfigFile:
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """Settings after precedence; ``*_source`` says where each came from."""
+    """Settings after precedence (flag > environment > profile > default, field by field)."""
 
     url: str
-    url_source: str
     api_key: str | None
     profile: str | None
     output: str | None
@@ -125,19 +124,16 @@ class Resolved:
     no_color: bool
 
 
-def _with_scheme(url: str) -> str:
-    url = url.strip()
-    if "://" not in url:
-        url = "http://" + url
-    return url.rstrip("/")
-
-
-def _first(*candidates: tuple[Any, str]) -> tuple[str | None, str]:
-    """The first non-blank string among ``(value, where)`` pairs, stripped, and its source."""
-    for value, where in candidates:
+def _first(*candidates: Any) -> str | None:
+    """The first non-blank string among ``candidates``, stripped."""
+    for value in candidates:
         if isinstance(value, str) and value.strip():
-            return value.strip(), where
-    return None, "default"
+            return value.strip()
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _profile(
@@ -166,25 +162,15 @@ def resolve(
 ) -> Resolved:
     """Apply flag > env > profile > default, field by field: the profile is always read, so
     an environment variable replaces only its own field, never the rest of the profile."""
+    from topics_client import resolve_base_url
+
     env = os.environ if env is None else env
     name, table = _profile(profile, env, path)
-    where = f"profile {name}"
-    chosen_url, source = _first(
-        (url, "--url"),
-        (env.get("TOPICS_URL"), "TOPICS_URL"),
-        (env.get("TOPICS"), "TOPICS"),
-        (table.get("url"), where),
-    )
-    key, _ = _first(
-        (api_key, "--api-key"), (env.get("TOPICS_API_KEY"), ""), (table.get("api_key"), "")
-    )
-    output, template = table.get("output"), table.get("template")
     return Resolved(
-        url=_with_scheme(chosen_url) if chosen_url else DEFAULT_URL,
-        url_source=source,
-        api_key=key,
+        url=resolve_base_url(url, env, fallback=_text(table.get("url"))),
+        api_key=_first(api_key, env.get("TOPICS_API_KEY"), table.get("api_key")),
         profile=name,
-        output=output if isinstance(output, str) else None,
-        template=template if isinstance(template, str) else None,
+        output=_text(table.get("output")),
+        template=_text(table.get("template")),
         no_color=bool(table.get("no_color", False)),
     )

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from topics_cli.positions import FromPos
     from topics_client import Client, Gap, Record
 
-__all__ = ["Checkpoint", "Tracker", "now_ms", "seek_time", "start_cursor"]
+__all__ = ["Checkpoint", "Tracker", "now_ms", "start_cursor"]
 
 
 def now_ms() -> int:
@@ -50,41 +50,25 @@ class Checkpoint:
         self._saved = dict(self.cursors)
 
 
-def start_cursor(
-    client: Client, topic: str, pos: FromPos, checkpoint: Checkpoint | None
-) -> tuple[int | None, int | None]:
-    """``(from_seq, since_ms)`` for one topic: the checkpoint wins, else ``--from``."""
+def start_cursor(client: Client, topic: str, pos: FromPos, checkpoint: Checkpoint | None) -> int:
+    """Where one topic's read starts: the checkpoint's cursor, else ``--from`` resolved.
+    ``@TIME`` is the client's time seek (:meth:`topics_client.Client.topics.seek`): when
+    records that may be from that window were evicted, it starts below them, so the first
+    read reports them as a gap like any other."""
     from topics_cli.positions import resolve_from
 
     if checkpoint is not None:
         saved = checkpoint.get(topic)
         if saved is not None:
-            return saved, None
-    if pos.kind == "start":
-        return 0, None
-    if pos.kind == "seq":
-        return pos.value, None
+            return saved
     if pos.kind == "time":
-        return None, pos.value
+        return client.topics.seek(topic, pos.value)
+    if pos.kind in ("start", "seq"):
+        return pos.value if pos.kind == "seq" else 0
     state = client.topics.get(topic, touch=False)
-    return resolve_from(pos, state.head_seq, state.earliest_seq), None
-
-
-def seek_time(client: Client, topic: str, since_ms: int) -> tuple[int, Gap | None]:
-    """The cursor just before the first record at or after ``since_ms`` (client time seek),
-    and the gap the client reports there (records from that time on already evicted), which
-    the caller reports like any other.
-
-    The client has no public seek; a one-record replay from ``since`` answers it.
-    """
-    replay = client.topics.replay(topic, since=since_ms, limit=1, include_meta=False)
-    for batch in replay.batches():
-        if batch.records:
-            return batch.records[0].seq - 1, batch.gap
-        if batch.gap is not None:
-            return batch.gap.resume_from, batch.gap
-        return batch.next_from_seq, None
-    return replay.next_from_seq, None
+    cursor = resolve_from(pos, state.head_seq, state.earliest_seq)
+    assert cursor is not None
+    return cursor
 
 
 @dataclass

@@ -89,7 +89,7 @@ if TYPE_CHECKING:
         WatchTopicStart,
         WriteResult,
     )
-    from ._replay import AsyncReplay, Replay, ReplayBatch
+    from ._replay import AsyncReplay, Replay, ReplayBatch, ReplayState
     from ._response import RawResponse
     from ._sse import CaughtUpEvent, RecordsEvent, StreamErrorEvent, TopicDeletedEvent, WatchEvent
     from ._worker import AsyncWorker, Worker, WorkerStats
@@ -134,6 +134,7 @@ _LAZY = {
     "TopicDeletedEvent": "._sse",
     "WatchEvent": "._sse",
     "ReplayBatch": "._replay",
+    "ReplayState": "._replay",
     "load_checkpoint": "._checkpoint",
     "save_checkpoint": "._checkpoint",
     "Client": "._client",
@@ -216,6 +217,7 @@ __all__ = [
     "RecordsEvent",
     "Replay",
     "ReplayBatch",
+    "ReplayState",
     "Router",
     "RouterCycleError",
     "RouterDeleteResult",

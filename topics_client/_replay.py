@@ -63,7 +63,14 @@ class ReplayBatch:
 
 
 class ReplayState:
-    """Pure paging state: what to ask next, and what a diff answer means."""
+    """Pure paging state: what to ask next (:meth:`request`), and what a diff answer means
+    (:meth:`advance`, or :meth:`step` for a caller that decodes the answer itself)::
+
+        state = ReplayState("orders", cursor, until_seq=head)
+        while not state.done:
+            page = post_diff(**state.request())
+            state.step(page["next_from_seq"], page["caught_up"])
+    """
 
     def __init__(
         self,
@@ -112,17 +119,25 @@ class ReplayState:
                 raise GapError(gap)
             if callable(self.on_gap):
                 self.on_gap(gap)
+        cursor = self.step(diff.next_from_seq, diff.caught_up)
         records = diff.records
-        cursor = diff.next_from_seq
+        if records and records[-1].seq > cursor:  # past until_seq
+            records = tuple(r for r in records if r.seq <= cursor)
+        return ReplayBatch(self.topic, records, gap, cursor, diff.head_seq, diff.caught_up)
+
+    def step(self, next_from_seq: int, caught_up: bool) -> int:
+        """Move past one diff answer (its ``next_from_seq`` and ``caught_up``): returns the
+        new cursor, never past ``until_seq`` (records above it are not part of the replay),
+        and sets ``done`` at the bound or, without ``follow``, once caught up. The whole
+        fold for a caller that reads the answer itself (undecoded pages, say)."""
+        cursor = next_from_seq
         until = self.until_seq
         if until is not None and cursor >= until:
             cursor = until
-            if records and records[-1].seq > until:
-                records = tuple(r for r in records if r.seq <= until)
-        if (until is not None and cursor >= until) or (diff.caught_up and not self.follow):
+        if (until is not None and cursor >= until) or (caught_up and not self.follow):
             self.done = True
         self.cursor = cursor
-        return ReplayBatch(self.topic, records, gap, cursor, diff.head_seq, diff.caught_up)
+        return cursor
 
 
 def seek_flow(

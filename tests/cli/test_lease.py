@@ -15,7 +15,7 @@ import httpx
 import orjson
 
 from tests.cli.conftest import Run, cli_env, run_in_pty
-from topics_cli.commands._lease_run import backoff_ms
+from tests.serverproc import ServerProcess, free_port
 
 Topics = Callable[..., Run]
 
@@ -47,11 +47,6 @@ def _popen(base_url: str, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]
         env=cli_env(base_url, tmp_path),
         cwd=tmp_path,
     )
-
-
-def test_backoff() -> None:
-    assert [backoff_ms(n, 100, 1000) for n in (0, 1, 2, 3, 4, 5)] == [100, 100, 200, 400, 800, 1000]
-    assert backoff_ms(10_000, 1, 60_000) == 60_000
 
 
 def test_claim_ack_nack_extend(topics: Topics, topic: str, base_url: str) -> None:
@@ -311,3 +306,37 @@ def test_run_status_line_on_a_terminal(
     assert f"lease run {topic} @tty | running 1/1 | done" in text
     assert "jobs/s" in text
     assert f"lease run {topic}: 3 done, 0 failed" in text
+
+
+def test_run_rides_out_a_server_restart(topic: str, tmp_path: Path) -> None:
+    """A draining server ends the /work stream (its ``server_shutting_down`` frame is the
+    client's business, not a job); the worker reconnects to the restarted server and runs
+    the next job, and the run ends cleanly."""
+    server = ServerProcess(data_dir=tmp_path / "data", port=free_port()).start()
+    try:
+        env = cli_env(server.url, tmp_path)
+        cli = [sys.executable, "-m", "topics_cli"]
+        made = subprocess.run([*cli, "create", topic, "--type", "queue"], env=env, check=False)
+        assert made.returncode == 0
+        proc = _popen(server.url, tmp_path, "lease", "run", topic, "--node", "w", "-o", "jsonl",
+                      "--exec", "cat >> ran.txt")  # fmt: skip
+        ran = tmp_path / "ran.txt"
+        try:
+            httpx.post(f"{server.url}/v0/topics/{topic}", json={"records": [{"data": 1}]})
+            _until(lambda: ran.exists() and ran.read_text() == "1\n", what="job 1")
+            server.restart()
+            assert proc.poll() is None, proc.communicate(timeout=5)
+            httpx.post(f"{server.url}/v0/topics/{topic}", json={"records": [{"data": 2}]})
+            _until(lambda: ran.read_text() == "1\n2\n", timeout=60, what="job 2 after the restart")
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, err
+        summary = next(
+            orjson.loads(x)["$summary"] for x in err.splitlines() if x.startswith(b'{"$summary')
+        )
+        assert (summary["done"], summary["failed"], summary["lost"]) == (2, 0, 0), err
+        assert _state(server.url, topic)["count"] == 0
+    finally:
+        server.stop()

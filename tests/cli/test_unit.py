@@ -284,24 +284,14 @@ def test_environment_overrides_the_profile_field_by_field(tmp_path: Path) -> Non
     cfg.save()
     env = {"TOPICS_URL": "http://env:2", "TOPICS_API_KEY": "env-key"}
     r = resolve(url=None, api_key=None, profile=None, env=env, path=path)
-    assert (r.url, r.url_source, r.api_key) == ("http://env:2", "TOPICS_URL", "env-key")
+    assert (r.url, r.api_key) == ("http://env:2", "env-key")
     assert (r.profile, r.output, r.template, r.no_color) == ("prod", "json", "{seq}", True)
     r = resolve(url=None, api_key=None, profile=None, env={"TOPICS": "env:3"}, path=path)
     assert (r.url, r.api_key, r.output) == ("http://env:3", "profile-key", "json")
     r = resolve(url="flag:4", api_key="flag-key", profile=None, env=env, path=path)
-    assert (r.url, r.url_source, r.api_key, r.output) == (
-        "http://flag:4",
-        "--url",
-        "flag-key",
-        "json",
-    )
+    assert (r.url, r.api_key, r.output) == ("http://flag:4", "flag-key", "json")
     r = resolve(url=None, api_key=None, profile=None, env={}, path=tmp_path / "none.toml")
-    assert (r.url, r.url_source, r.api_key, r.profile) == (
-        "http://127.0.0.1:4000",
-        "default",
-        None,
-        None,
-    )
+    assert (r.url, r.api_key, r.profile) == ("http://127.0.0.1:4000", None, None)
 
 
 def test_serve_and_demo_name_the_missing_server_extra() -> None:

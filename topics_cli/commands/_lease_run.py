@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from topics_cli.output import Sink
     from topics_client import AsyncClient, Job
 
-__all__ = ["Runner", "Settings", "backoff_ms"]
+__all__ = ["Runner", "Settings"]
 
 
 @dataclass
@@ -37,11 +37,6 @@ class Settings:
     grace: float
     once: bool
     idle_ms: int | None
-
-
-def backoff_ms(deliveries: int, base_ms: int, max_ms: int) -> int:
-    """Nack delay after a failed delivery: ``base × 2^(deliveries-1)``, at most ``max``."""
-    return int(min(max_ms, base_ms * 2 ** min(max(deliveries - 1, 0), 40)))
 
 
 @dataclass
@@ -105,33 +100,30 @@ class Runner:
     # -- the stream
 
     async def read(self) -> None:
+        """Hand each job pushed over ``/work`` to :meth:`one`. The stream reconnects by
+        itself (dropped connection, a server draining for a restart) up to the client's
+        ``max_reconnects`` failures in a row; a terminal error frame ends the run."""
         from topics_client import Job
 
-        failures = 0
-        while not self.stop.is_set():
-            stream = self.client.queues.work(
-                self.s.queue, node=self.s.node, max=self.s.concurrency, lease_ms=self.s.lease_ms
-            )
-            async with stream:
-                async for event in stream:
-                    if not isinstance(event, Job):
-                        if event.terminal and event.code != "server_shutting_down":
-                            raise CliError(
-                                f"/work stream ended: {event.code}: {event.message}", code=EXIT_API
-                            )
-                        continue
-                    failures = 0
-                    self.stats.received += 1
-                    self.last_job = time.monotonic()
-                    self.inflight[event.seq] = event
-                    if self.stop.is_set():
-                        continue  # handed back when the stream closes
-                    task = asyncio.create_task(self.one(event))
-                    self.tasks.add(task)
-                    task.add_done_callback(self.tasks.discard)
-            failures += 1  # the server is restarting: come back after a backoff
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), min(10.0, 0.5 * 2 ** (failures - 1)))
+        stream = self.client.queues.work(
+            self.s.queue, node=self.s.node, max=self.s.concurrency, lease_ms=self.s.lease_ms
+        )
+        async with stream:
+            async for event in stream:
+                if not isinstance(event, Job):
+                    if event.terminal:
+                        raise CliError(
+                            f"/work stream ended: {event.code}: {event.message}", code=EXIT_API
+                        )
+                    continue
+                self.stats.received += 1
+                self.last_job = time.monotonic()
+                self.inflight[event.seq] = event
+                if self.stop.is_set():
+                    continue  # handed back when the stream closes
+                task = asyncio.create_task(self.one(event))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
 
     # -- one job
 
@@ -180,7 +172,7 @@ class Runner:
         return proc.returncode
 
     async def settle(self, job: Job, code: int | None) -> None:
-        from topics_client import TopicsError
+        from topics_client import TopicsError, backoff_ms
 
         s = self.s
         queues = self.client.queues

@@ -10,29 +10,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ago", "config_dict", "state_dict"]
 
-_CONFIG_ORDER = (
-    "type",
-    "ttl_ms",
-    "cap_records",
-    "cap_bytes",
-    "discard",
-    "durable",
-    "durability",
-    "priority",
-    "auto_priority",
-    "auto_create",
-    "idempotency_window_ms",
-    "dedupe_node",
-    "lease_ms",
-    "claim_jitter_ms",
-    "max_deliveries",
-    "dead_letter",
-    "leases_durable",
-)
-
 
 def config_dict(config: TopicConfig) -> dict[str, Any]:
-    out = {k: getattr(config, k) for k in _CONFIG_ORDER}
+    from topics_client import TOPIC_CONFIG_FIELDS
+
+    out = {k: getattr(config, k) for k in TOPIC_CONFIG_FIELDS}
     out.update(config.extra)
     return out
 

@@ -26,11 +26,11 @@ from topics_cli.options import (
     UntilOpt,
     on_gap_policy,
 )
+from topics_client import DEFAULT_FOLLOW_WAIT_MS, DEFAULT_REPLAY_LIMIT
 
 if TYPE_CHECKING:
     from topics_cli.consume import Checkpoint, Tracker
-    from topics_client import Client, Gap
-    from topics_client._replay import ReplayState
+    from topics_client import Client, Gap, ReplayState
 
 _B = TypeVar("_B")
 WireRecord = dict[str, Any]
@@ -56,9 +56,9 @@ def wire_pages(
 ) -> Iterator[WirePage]:
     """:meth:`topics_client.Replay.batches` without the models: each ``POST …/diff`` answer
     is decoded once with orjson and its records are handed on as they are (the lossless
-    JSONL form), so a replay to a pipe never builds a ``Record`` per line. Paging (limit,
-    ``until_seq``, ``follow``) is the client's :class:`ReplayState`; only the fold of an
-    answer is repeated here, on dicts."""
+    JSONL form), so a replay to a pipe never builds a ``Record`` per line. What to ask and
+    what an answer means (limit, ``until_seq``, ``follow``) is the client's
+    :class:`~topics_client.ReplayState`."""
     import orjson
 
     diff = client.with_raw_response.topics.diff
@@ -72,17 +72,11 @@ def wire_pages(
             from topics_client import Gap, Tombstone
 
             gap = Gap.from_tombstone(topic, Tombstone.from_wire(tomb), cursor)
+        caught_up = page.get("caught_up", page["next_from_seq"] >= page["head_seq"])
+        nxt = state.step(page["next_from_seq"], caught_up)
         records: list[WireRecord] = page["records"]
-        head, nxt = page["head_seq"], page["next_from_seq"]
-        caught_up = page.get("caught_up", nxt >= head)
-        until = state.until_seq
-        if until is not None and nxt >= until:
-            nxt = until
-            if records and records[-1]["$seq"] > until:
-                records = [r for r in records if r["$seq"] <= until]
-        if (until is not None and nxt >= until) or (caught_up and not state.follow):
-            state.done = True
-        state.cursor = nxt
+        if records and records[-1]["$seq"] > nxt:  # past until_seq
+            records = [r for r in records if r["$seq"] <= nxt]
         yield WirePage(records, gap, nxt, caught_up)
 
 
@@ -135,40 +129,36 @@ def _prefetched(batches: Iterator[_B], depth: int = 3) -> Iterator[_B]:
 
 
 @dataclass
-class _Window:
+class Window:
     """Where a replay starts and stops, resolved against the topic once."""
 
     cursor: int
     until_seq: int | None
     until_ms: int | None
-    gap: Gap | None = None  # lost records at a time start (``--from @TIME``)
 
 
-def _window(
+def open_window(
     client: Client,
     topic: str,
     from_text: str,
     until_text: str | None,
     follow: bool,
     checkpoint: Checkpoint | None,
-) -> _Window:
-    from topics_cli.consume import now_ms, seek_time, start_cursor
+) -> Window:
+    """Resolve ``--from`` (or the checkpoint) and ``--until`` (``head`` unless following)."""
+    from topics_cli.consume import now_ms, start_cursor
     from topics_cli.positions import parse_from, parse_until, resolve_until
 
     now = now_ms()
     until_pos = parse_until(until_text, now) if until_text else None
     if until_pos is None and not follow:
         until_pos = parse_until("head", now)
-    cursor, since = start_cursor(client, topic, parse_from(from_text, now), checkpoint)
+    cursor = start_cursor(client, topic, parse_from(from_text, now), checkpoint)
     head = 0
     if until_pos is not None and until_pos.kind == "head":
         head = client.topics.get(topic, touch=False).head_seq
     until_seq, until_ms = resolve_until(until_pos, head)
-    gap = None
-    if since is not None:
-        cursor, gap = seek_time(client, topic, since)
-    assert cursor is not None
-    return _Window(cursor, until_seq, until_ms, gap)
+    return Window(cursor, until_seq, until_ms)
 
 
 def _cut(
@@ -195,32 +185,30 @@ def _cut(
 def run_replay(
     client: Client,
     topic: str,
+    window: Window,
     *,
     tracker: Tracker,
     emit: Callable[[list[WireRecord]], None] | None,
-    from_text: str,
-    until_text: str | None,
     follow: bool,
     checkpoint: Checkpoint | None = None,
     count: int | None = None,
     idle_ms: int | None = None,
-    limit: int = 1000,
+    limit: int = DEFAULT_REPLAY_LIMIT,
     node: list[str] | None = None,
     include_tags: bool = True,
     include_meta: bool = True,
 ) -> int:
-    """Replay one topic into ``emit`` (the server's record dicts, page by page; ``None``:
-    count only); returns the exit code (0, or 3 on ``fail``).
+    """Replay one topic over ``window`` into ``emit`` (the server's record dicts, page by
+    page; ``None``: count only); returns the exit code (0, or 3 on ``fail``).
 
     The checkpoint advances after each page ``emit`` has written, never past an unreported
     gap; Ctrl-C leaves it at the last delivered record.
     """
-    from topics_client._replay import ReplayState
+    from topics_client import ReplayState
 
-    window = _window(client, topic, from_text, until_text, follow, checkpoint)
-    if window.gap is not None and tracker.gap(window.gap):
-        return EXIT_GAP
-    wait_ms = 30_000 if idle_ms is None else max(1, min(30_000, idle_ms))
+    wait_ms = DEFAULT_FOLLOW_WAIT_MS
+    if idle_ms is not None:
+        wait_ms = max(1, min(wait_ms, idle_ms))
     state = ReplayState(
         topic,
         window.cursor,
@@ -276,7 +264,7 @@ def diff(
     checkpoint: CheckpointOpt = None,
     count: CountOpt = None,
     idle_timeout: IdleTimeoutOpt = None,
-    limit: LimitOpt = 1000,
+    limit: LimitOpt = DEFAULT_REPLAY_LIMIT,
     node: NodeFilterOpt = None,
     tags: Annotated[
         bool, typer.Option("--tags/--no-tags", help="Include each record's $tag.")
@@ -309,13 +297,13 @@ def diff(
     def emit(records: list[WireRecord]) -> None:
         sink.wire_records(records, topic)
 
+    window = open_window(client, topic, from_ or "start", until, follow, cp)
     code = run_replay(
         client,
         topic,
+        window,
         tracker=tracker,
         emit=emit,
-        from_text=from_ or "start",
-        until_text=until,
         follow=follow,
         checkpoint=cp,
         count=count,

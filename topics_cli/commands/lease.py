@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -17,9 +17,11 @@ import typer
 from topics_cli.context import get_app
 from topics_cli.errors import EXIT_API, EXIT_CODES_HELP, CliError
 from topics_cli.group import typer_app
+from topics_client import DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS
 
 if TYPE_CHECKING:
-    from topics_client import Job
+    from topics_cli.commands._lease_run import Runner, Settings
+    from topics_client import Job, TopicConfig
 
 __all__ = ["app", "job_to_wire"]
 
@@ -343,6 +345,73 @@ def _default_node() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+ExecOpt = Annotated[
+    str,
+    typer.Option(
+        "--exec", "-e", help="Shell command to run per job (/bin/sh -c).", show_default=False
+    ),
+]
+WorkerNodeOpt = Annotated[
+    str | None,
+    typer.Option("--node", help="The worker's node name (default: HOST-PID).", show_default=False),
+]
+ConcurrencyOpt = Annotated[
+    int, typer.Option("--concurrency", "-j", min=1, max=1000, help="Jobs running at once.")
+]
+RunLeaseOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--lease-ms",
+        min=LEASE_MS_MIN,
+        max=LEASE_MS_MAX,
+        help="Lease length, renewed every third of it (default: the queue's lease_ms).",
+        show_default=False,
+    ),
+]
+BackoffBaseOpt = Annotated[
+    int, typer.Option("--backoff-base-ms", min=0, help="First retry delay after a failure.")
+]
+BackoffMaxOpt = Annotated[
+    int, typer.Option("--backoff-max-ms", min=0, max=LEASE_MS_MAX, help="Longest retry delay.")
+]
+MaxDeliveriesHintOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-deliveries-hint",
+        min=0,
+        help="Value of TOPICS_JOB_MAX_DELIVERIES (default: the queue's max_deliveries).",
+        show_default=False,
+    ),
+]
+GraceOpt = Annotated[
+    str,
+    typer.Option("--grace", help="How long running jobs get to finish after a stop, e.g. 30s, 2m."),
+]
+OnceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--once", help="Exit 0 once the queue is empty (nothing ready, leased or waiting to retry)."
+    ),
+]
+RunIdleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--idle-timeout",
+        help="Exit 0 after this long with no job running or arriving, e.g. 30s, 5m.",
+        show_default=False,
+    ),
+]
+
+
+def _duration_ms(text: str, flag: str) -> int:
+    from topics_cli.positions import PositionError, parse_duration_ms
+
+    try:
+        return parse_duration_ms(text)
+    except PositionError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
+
+
 @app.command(
     "run",
     help=RUN_HELP,
@@ -352,126 +421,46 @@ def _default_node() -> str:
 def run(
     ctx: typer.Context,
     queue: QueueArg,
-    exec_: Annotated[
-        str,
-        typer.Option(
-            "--exec", "-e", help="Shell command to run per job (/bin/sh -c).", show_default=False
-        ),
-    ],
-    node: Annotated[
-        str | None,
-        typer.Option(
-            "--node",
-            help="The worker's node name (default: HOST-PID).",
-            show_default=False,
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", "-j", min=1, max=1000, help="Jobs running at once.")
-    ] = 1,
-    lease_ms: Annotated[
-        int | None,
-        typer.Option(
-            "--lease-ms",
-            min=LEASE_MS_MIN,
-            max=LEASE_MS_MAX,
-            help="Lease length, renewed every third of it (default: the queue's lease_ms).",
-            show_default=False,
-        ),
-    ] = None,
-    backoff_base_ms: Annotated[
-        int, typer.Option("--backoff-base-ms", min=0, help="First retry delay after a failure.")
-    ] = 1000,
-    backoff_max_ms: Annotated[
-        int,
-        typer.Option("--backoff-max-ms", min=0, max=LEASE_MS_MAX, help="Longest retry delay."),
-    ] = 60_000,
-    max_deliveries_hint: Annotated[
-        int | None,
-        typer.Option(
-            "--max-deliveries-hint",
-            min=0,
-            help="Value of TOPICS_JOB_MAX_DELIVERIES (default: the queue's max_deliveries).",
-            show_default=False,
-        ),
-    ] = None,
-    grace: Annotated[
-        str,
-        typer.Option(
-            "--grace", help="How long running jobs get to finish after a stop, e.g. 30s, 2m."
-        ),
-    ] = "30s",
-    once: Annotated[
-        bool,
-        typer.Option(
-            "--once",
-            help="Exit 0 once the queue is empty (nothing ready, leased or waiting to retry).",
-        ),
-    ] = False,
-    idle_timeout: Annotated[
-        str | None,
-        typer.Option(
-            "--idle-timeout",
-            help="Exit 0 after this long with no job running or arriving, e.g. 30s, 5m.",
-            show_default=False,
-        ),
-    ] = None,
+    exec_: ExecOpt,
+    node: WorkerNodeOpt = None,
+    concurrency: ConcurrencyOpt = 1,
+    lease_ms: RunLeaseOpt = None,
+    backoff_base_ms: BackoffBaseOpt = DEFAULT_BACKOFF_BASE_MS,
+    backoff_max_ms: BackoffMaxOpt = DEFAULT_BACKOFF_MAX_MS,
+    max_deliveries_hint: MaxDeliveriesHintOpt = None,
+    grace: GraceOpt = "30s",
+    once: OnceOpt = False,
+    idle_timeout: RunIdleOpt = None,
 ) -> None:
     import asyncio
 
-    from topics_cli.commands._lease_run import Runner, Settings
-    from topics_cli.positions import PositionError, parse_duration_ms
-    from topics_client import AsyncClient
+    from topics_cli.commands._lease_run import Settings
 
-    try:
-        idle_ms = parse_duration_ms(idle_timeout) if idle_timeout else None
-    except PositionError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--idle-timeout") from None
-    try:
-        grace_s = parse_duration_ms(grace) / 1000
-    except PositionError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--grace") from None
+    idle_ms = _duration_ms(idle_timeout, "--idle-timeout") if idle_timeout else None
+    grace_s = _duration_ms(grace, "--grace") / 1000
     if not exec_.strip():
         raise typer.BadParameter("empty command", param_hint="--exec")
-    ap = get_app(ctx)
-    sink = ap.sink
-    url, api_key = ap.base_url, ap.settings.api_key
 
-    async def main() -> Runner:
-        async with AsyncClient(url, api_key=api_key) as client:
-            state = await client.topics.get(queue, touch=False)
-            if state.type != "queue":
-                raise CliError(
-                    f"{queue} is a {state.type} topic, not a queue",
-                    code=EXIT_API,
-                    hint="a queue is created with: topics create NAME --type queue",
-                )
-            config = state.config
-            settings = Settings(
-                queue=queue,
-                node=node or _default_node(),
-                command=exec_,
-                concurrency=concurrency,
-                lease_ms=lease_ms or config.lease_ms,
-                max_deliveries=(
-                    config.max_deliveries if max_deliveries_hint is None else max_deliveries_hint
-                ),
-                dead_letter=bool(config.dead_letter),
-                backoff_base_ms=backoff_base_ms,
-                backoff_max_ms=backoff_max_ms,
-                grace=grace_s,
-                once=once,
-                idle_ms=idle_ms,
-            )
-            runner = Runner(client, sink, settings)
-            try:
-                await runner.run()
-            finally:
-                if not sink.quiet:
-                    runner.summary()
-            return runner
+    def settings(config: TopicConfig) -> Settings:
+        """The run's settings; what no flag gave comes from the queue's config."""
+        return Settings(
+            queue=queue,
+            node=node or _default_node(),
+            command=exec_,
+            concurrency=concurrency,
+            lease_ms=lease_ms or config.lease_ms,
+            max_deliveries=(
+                config.max_deliveries if max_deliveries_hint is None else max_deliveries_hint
+            ),
+            dead_letter=bool(config.dead_letter),
+            backoff_base_ms=backoff_base_ms,
+            backoff_max_ms=backoff_max_ms,
+            grace=grace_s,
+            once=once,
+            idle_ms=idle_ms,
+        )
 
-    runner = asyncio.run(main())
+    runner = asyncio.run(_work(get_app(ctx), queue, settings))
     if runner.stop_reason == "SIGINT":
         raise KeyboardInterrupt
     if runner.stats.killed:
@@ -480,3 +469,26 @@ def run(
             "(handed back for another delivery)",
             code=EXIT_API,
         )
+
+
+async def _work(ap: Any, queue: str, settings: Callable[[TopicConfig], Settings]) -> Runner:
+    """Check that ``queue`` is one and run the worker loop on it until it stops."""
+    from topics_cli.commands._lease_run import Runner
+    from topics_client import AsyncClient
+
+    sink = ap.sink
+    async with AsyncClient(ap.base_url, api_key=ap.settings.api_key) as client:
+        state = await client.topics.get(queue, touch=False)
+        if state.type != "queue":
+            raise CliError(
+                f"{queue} is a {state.type} topic, not a queue",
+                code=EXIT_API,
+                hint="a queue is created with: topics create NAME --type queue",
+            )
+        runner = Runner(client, sink, settings(state.config))
+        try:
+            await runner.run()
+        finally:
+            if not sink.quiet:
+                runner.summary()
+        return runner

@@ -16,8 +16,9 @@ from topics_cli.group import typer_app
 from topics_cli.options import TopicArg, UntilOpt
 
 if TYPE_CHECKING:
+    from topics_cli.consume import Tracker
     from topics_cli.positions import FromPos
-    from topics_client import Client, Gap, TopicState
+    from topics_client import Client, TopicState
 
 app = typer_app(
     help="""Gap detection without consuming: would a reader at a cursor hit a gap, how long
@@ -153,7 +154,6 @@ def check(
 class _Cursor:
     source: str  # "--from TEXT" or the checkpoint's path
     seq: int
-    seek_gap: Gap | None = None  # lost records at a time start (--from @TIME)
 
 
 def _cursors(
@@ -163,19 +163,20 @@ def _cursors(
     positions: list[tuple[str, FromPos]],
     checkpoints: list[Path],
 ) -> list[_Cursor]:
-    """Every cursor to check: the ``--from`` positions resolved, then the checkpoints'."""
-    from topics_cli.consume import Checkpoint, seek_time
+    """Every cursor to check: the ``--from`` positions resolved (``@TIME`` by the client's
+    time seek, below any records evicted from that window), then the checkpoints'."""
+    from topics_cli.consume import Checkpoint
     from topics_cli.positions import resolve_from
 
     cursors = []
     for text, pos in positions:
         if pos.kind == "time":
-            seq, gap = seek_time(client, topic, pos.value)
-            cursors.append(_Cursor(f"--from {text}", gap.cursor if gap else seq, gap))
+            seq = client.topics.seek(topic, pos.value)
         else:
             resolved = resolve_from(pos, state.head_seq, state.earliest_seq)
             assert resolved is not None
-            cursors.append(_Cursor(f"--from {text}", resolved))
+            seq = resolved
+        cursors.append(_Cursor(f"--from {text}", seq))
     for path in checkpoints:
         saved = Checkpoint(path).get(topic)
         if saved is None:
@@ -193,10 +194,10 @@ def _cursor_report(
     now: int,
     warn_ms: int | None,
 ) -> dict[str, Any]:
-    """One cursor's line: a gap now (the server's tombstone, or the time seek's), lag,
-    headroom, and when retention reaches it; ``status`` gap | at_risk | ok."""
+    """One cursor's line: a gap now (the server's tombstone), lag, headroom, and when
+    retention reaches it; ``status`` gap | at_risk | ok."""
     probe = client.topics.diff(topic, from_seq=cursor.seq, limit=1, include_meta=False)
-    tomb: Any = probe.tombstone or cursor.seek_gap
+    tomb = probe.tombstone
     gap = None
     if tomb is not None:
         gap = {
@@ -262,52 +263,43 @@ def _pretty_check(
         console.print(line)
 
 
+ScanFromOpt = Annotated[
+    str, typer.Option("--from", "-f", help="Start cursor (N, start, -N, @TIME).")
+]
+ScanCheckpointOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoint", "-c", help="Start from this checkpoint's cursor.", show_default=False
+    ),
+]
+
+
 @app.command("scan")
 def scan(
     ctx: typer.Context,
     topic: TopicArg,
-    from_: Annotated[
-        str, typer.Option("--from", "-f", help="Start cursor (N, start, -N, @TIME).")
-    ] = "start",
+    from_: ScanFromOpt = "start",
     until: UntilOpt = None,
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(
-            "--checkpoint", "-c", help="Start from this checkpoint's cursor.", show_default=False
-        ),
-    ] = None,
+    checkpoint: ScanCheckpointOpt = None,
 ) -> None:
     """Replay without printing records; report every gap. Exit 0 only when every seq in the
     range is present or was deliberately deleted (a completeness proof for CI)."""
-    from topics_cli.commands.diff import run_replay
-    from topics_cli.consume import Checkpoint, Tracker
-    from topics_cli.positions import PositionError, parse_from, parse_until
+    from topics_cli.commands.diff import open_window, run_replay
+    from topics_cli.consume import Tracker
 
+    _check_positions(from_, until)
     ap = get_app(ctx)
-    try:
-        parse_from(from_, 0)
-        if until:
-            parse_until(until, 0)
-    except PositionError as exc:
-        raise typer.BadParameter(str(exc)) from None
     client = ap.client()
-    sink = ap.sink
-    cp: Any = None
-    if checkpoint is not None:
-        loaded = Checkpoint(checkpoint)
-        if loaded.get(topic) is None:
-            raise typer.BadParameter(f"{checkpoint} holds no cursor for {topic!r}")
-        cp = _ReadOnly(loaded)  # scanning never advances the file
-    tracker = Tracker(sink, "warn", command=f"scan {topic}")
+    cp = _scan_checkpoint(checkpoint, topic)
+    tracker = Tracker(ap.sink, "warn", command=f"scan {topic}")
     tracker.stats(topic)
-    state = client.topics.get(topic, touch=False)
+    window = open_window(client, topic, from_, until or "head", False, cp)
     code = run_replay(
         client,
         topic,
+        window,
         tracker=tracker,
         emit=None,
-        from_text=from_,
-        until_text=until or "head",
         follow=False,
         checkpoint=cp,
         include_tags=False,
@@ -315,13 +307,38 @@ def scan(
     )
     if code == EXIT_INTERRUPTED:
         raise KeyboardInterrupt
-    stats = tracker.stats(topic)
-    start: int | None = cp.get(topic) if cp is not None else None
-    if start is None:
-        pos = parse_from(from_, int(time.time() * 1000))
-        from topics_cli.positions import resolve_from
+    value = _scan_result(topic, window.cursor, tracker)
+    ap.sink.result(value, lambda console: _pretty_scan(console, value))
+    if value["gaps"]:
+        raise typer.Exit(EXIT_GAP)
 
-        start = resolve_from(pos, state.head_seq, state.earliest_seq)
+
+def _check_positions(from_text: str, until_text: str | None) -> None:
+    """``--from`` / ``--until`` parse, or a usage error (before any request)."""
+    from topics_cli.positions import PositionError, parse_from, parse_until
+
+    try:
+        parse_from(from_text, 0)
+        if until_text:
+            parse_until(until_text, 0)
+    except PositionError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _scan_checkpoint(path: Path | None, topic: str) -> Any:
+    """The ``--checkpoint`` to start from, read-only (a scan never moves a reader)."""
+    if path is None:
+        return None
+    from topics_cli.consume import Checkpoint
+
+    loaded = Checkpoint(path)
+    if loaded.get(topic) is None:
+        raise typer.BadParameter(f"{path} holds no cursor for {topic!r}")
+    return _ReadOnly(loaded)
+
+
+def _scan_result(topic: str, start: int, tracker: Tracker) -> dict[str, Any]:
+    stats = tracker.stats(topic)
     gaps = [
         {
             "gap_from": g.gap_from,
@@ -332,7 +349,7 @@ def scan(
         }
         for g in tracker.gap_list
     ]
-    value: dict[str, Any] = {
+    return {
         "topic": topic,
         "from_seq": start,
         "records": stats.records,
@@ -343,22 +360,21 @@ def scan(
         "complete": not gaps,
     }
 
-    def pretty(console: Any) -> None:
-        span = f"seqs {stats.first_seq}..{stats.last_seq}" if stats.first_seq else "no records"
-        if gaps:
-            console.print(
-                f"[bold red]INCOMPLETE[/] {topic}: {len(gaps)} gap(s), ~{stats.missed:,} records "
-                f"lost; {stats.records:,} present ({span})"
-            )
-        else:
-            console.print(
-                f"[green]complete[/] {topic}: {stats.records:,} records present ({span}); "
-                "every other seq was deliberately deleted"
-            )
 
-    ap.sink.result(value, pretty)
+def _pretty_scan(console: Any, value: dict[str, Any]) -> None:
+    topic, records, gaps = value["topic"], value["records"], value["gaps"]
+    first = value["first_seq"]
+    span = f"seqs {first}..{value['last_seq']}" if first else "no records"
     if gaps:
-        raise typer.Exit(EXIT_GAP)
+        console.print(
+            f"[bold red]INCOMPLETE[/] {topic}: {len(gaps)} gap(s), ~{value['missed']:,} records "
+            f"lost; {records:,} present ({span})"
+        )
+    else:
+        console.print(
+            f"[green]complete[/] {topic}: {records:,} records present ({span}); "
+            "every other seq was deliberately deleted"
+        )
 
 
 class _ReadOnly:

@@ -56,75 +56,85 @@ def _opt(*names: str, help: str) -> Any:
     return typer.Option(*names, help=help, show_default=False)
 
 
+# One flag per field of topics_client.TOPIC_CONFIG_FIELDS (Python name = field name, but
+# ``type_``), plus --ttl; a test holds the two lists equal.
+TypeOpt = Annotated[str | None, _opt("--type", help="log | queue (immutable).")]
+CapRecordsOpt = Annotated[int | None, _opt("--cap-records", help="Keep at most N records.")]
+CapBytesOpt = Annotated[int | None, _opt("--cap-bytes", help="Keep at most N bytes.")]
+TtlMsOpt = Annotated[int | None, _opt("--ttl-ms", help="Expire records after N ms.")]
+TtlOpt = Annotated[str | None, _opt("--ttl", help="Expire records after a duration (15m).")]
+DurabilityOpt = Annotated[
+    str | None, _opt("--durability", help="ephemeral | memory | disk | fsync.")
+]
+DurableOpt = Annotated[bool | None, _opt("--durable/--no-durable", help="fsync alias.")]
+DiscardOpt = Annotated[str | None, _opt("--discard", help="old | reject (when full).")]
+PriorityOpt = Annotated[int | None, _opt("--priority", help="Fixed priority -1000..1000.")]
+AutoPriorityOpt = Annotated[
+    bool | None, _opt("--auto-priority/--no-auto-priority", help="Idle-based priority.")
+]
+AutoCreateOpt = Annotated[
+    bool | None, _opt("--auto-create/--no-auto-create", help="Writes may create it.")
+]
+IdempotencyWindowOpt = Annotated[
+    int | None, _opt("--idempotency-window-ms", help="Dedupe window for keys.")
+]
+DedupeNodeOpt = Annotated[
+    bool | None, _opt("--dedupe-node/--no-dedupe-node", help="Honour node filters.")
+]
+LeaseMsOpt = Annotated[int | None, _opt("--lease-ms", help="Queue lease length.")]
+ClaimJitterOpt = Annotated[int | None, _opt("--claim-jitter-ms", help="Queue jitter.")]
+MaxDeliveriesOpt = Annotated[
+    int | None, _opt("--max-deliveries", help="Dead-letter after N deliveries.")
+]
+DeadLetterOpt = Annotated[str | None, _opt("--dead-letter", help="Dead-letter topic.")]
+LeasesDurableOpt = Annotated[
+    bool | None, _opt("--leases-durable/--no-leases-durable", help="Persist leases.")
+]
+MergeOpt = Annotated[
+    bool, typer.Option("--merge", help="Start from the current config, not the defaults.")
+]
+
+
+def config_flags(params: dict[str, Any], ttl: str | None) -> dict[str, Any]:
+    """The config fields given as flags (``ctx.params``), by their wire names."""
+    from topics_client import TOPIC_CONFIG_FIELDS
+
+    fields = {name: params.get("type_" if name == "type" else name) for name in TOPIC_CONFIG_FIELDS}
+    if ttl is not None:
+        from topics_cli.positions import PositionError, parse_duration_ms
+
+        try:
+            fields["ttl_ms"] = parse_duration_ms(ttl)
+        except PositionError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--ttl") from None
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 @app.command("create", help=HELP_CREATE)
 def create(
     ctx: typer.Context,
     topic: TopicArg,
-    type_: Annotated[str | None, _opt("--type", help="log | queue (immutable).")] = None,
-    cap_records: Annotated[
-        int | None, _opt("--cap-records", help="Keep at most N records.")
-    ] = None,
-    cap_bytes: Annotated[int | None, _opt("--cap-bytes", help="Keep at most N bytes.")] = None,
-    ttl_ms: Annotated[int | None, _opt("--ttl-ms", help="Expire records after N ms.")] = None,
-    ttl: Annotated[str | None, _opt("--ttl", help="Expire records after a duration (15m).")] = None,
-    durability: Annotated[
-        str | None, _opt("--durability", help="ephemeral | memory | disk | fsync.")
-    ] = None,
-    durable: Annotated[bool | None, _opt("--durable/--no-durable", help="fsync alias.")] = None,
-    discard: Annotated[str | None, _opt("--discard", help="old | reject (when full).")] = None,
-    priority: Annotated[int | None, _opt("--priority", help="Fixed priority -1000..1000.")] = None,
-    auto_priority: Annotated[
-        bool | None, _opt("--auto-priority/--no-auto-priority", help="Idle-based priority.")
-    ] = None,
-    auto_create: Annotated[
-        bool | None, _opt("--auto-create/--no-auto-create", help="Writes may create it.")
-    ] = None,
-    idempotency_window_ms: Annotated[
-        int | None, _opt("--idempotency-window-ms", help="Dedupe window for keys.")
-    ] = None,
-    dedupe_node: Annotated[
-        bool | None, _opt("--dedupe-node/--no-dedupe-node", help="Honour node filters.")
-    ] = None,
-    lease_ms: Annotated[int | None, _opt("--lease-ms", help="Queue lease length.")] = None,
-    claim_jitter_ms: Annotated[int | None, _opt("--claim-jitter-ms", help="Queue jitter.")] = None,
-    max_deliveries: Annotated[
-        int | None, _opt("--max-deliveries", help="Dead-letter after N deliveries.")
-    ] = None,
-    dead_letter: Annotated[str | None, _opt("--dead-letter", help="Dead-letter topic.")] = None,
-    leases_durable: Annotated[
-        bool | None, _opt("--leases-durable/--no-leases-durable", help="Persist leases.")
-    ] = None,
-    merge: Annotated[
-        bool, typer.Option("--merge", help="Start from the current config, not the defaults.")
-    ] = False,
+    type_: TypeOpt = None,
+    cap_records: CapRecordsOpt = None,
+    cap_bytes: CapBytesOpt = None,
+    ttl_ms: TtlMsOpt = None,
+    ttl: TtlOpt = None,
+    durability: DurabilityOpt = None,
+    durable: DurableOpt = None,
+    discard: DiscardOpt = None,
+    priority: PriorityOpt = None,
+    auto_priority: AutoPriorityOpt = None,
+    auto_create: AutoCreateOpt = None,
+    idempotency_window_ms: IdempotencyWindowOpt = None,
+    dedupe_node: DedupeNodeOpt = None,
+    lease_ms: LeaseMsOpt = None,
+    claim_jitter_ms: ClaimJitterOpt = None,
+    max_deliveries: MaxDeliveriesOpt = None,
+    dead_letter: DeadLetterOpt = None,
+    leases_durable: LeasesDurableOpt = None,
+    merge: MergeOpt = False,
 ) -> None:
-    from topics_cli.positions import PositionError, parse_duration_ms
-
-    if ttl is not None:
-        try:
-            ttl_ms = parse_duration_ms(ttl)
-        except PositionError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--ttl") from None
-    fields: dict[str, Any] = {
-        "type": type_,
-        "cap_records": cap_records,
-        "cap_bytes": cap_bytes,
-        "ttl_ms": ttl_ms,
-        "durability": durability,
-        "durable": durable,
-        "discard": discard,
-        "priority": priority,
-        "auto_priority": auto_priority,
-        "auto_create": auto_create,
-        "idempotency_window_ms": idempotency_window_ms,
-        "dedupe_node": dedupe_node,
-        "lease_ms": lease_ms,
-        "claim_jitter_ms": claim_jitter_ms,
-        "max_deliveries": max_deliveries,
-        "dead_letter": dead_letter,
-        "leases_durable": leases_durable,
-    }
-    body = {k: v for k, v in fields.items() if v is not None}
+    body = config_flags(ctx.params, ttl)
     app = get_app(ctx)
     client = app.client()
     base = None
@@ -138,14 +148,13 @@ def create(
     result = client.topics.put(topic, base, **body)
     from topics_cli.commands._render import config_dict
 
-    value = {"topic": result.topic, "created": result.created, "config": config_dict(result.config)}
+    config = config_dict(result.config)
 
     def pretty(console: Any) -> None:
-        verb = "created" if result.created else "reconfigured"
-        console.print(f"{verb} [bold]{result.topic}[/]")
-        _config_table(console, config_dict(result.config))
+        console.print(f"{'created' if result.created else 'reconfigured'} [bold]{result.topic}[/]")
+        _config_table(console, config)
 
-    app.sink.result(value, pretty)
+    app.sink.result({"topic": result.topic, "created": result.created, "config": config}, pretty)
 
 
 def _config_table(console: Any, config: dict[str, Any]) -> None:

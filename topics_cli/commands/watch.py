@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from topics_cli.consume import Checkpoint, Tracker
     from topics_cli.output import Sink
     from topics_cli.positions import FromPos
-    from topics_client import Client, Gap
+    from topics_client import Client, WatchStream
 
 HELP = """Live tail of one or more topics over a single SSE watch stream.
 
@@ -60,59 +60,27 @@ def _split(arg: str) -> tuple[str, int | None]:
 
 class _Pump(threading.Thread):
     """Reads the stream in the background so the main thread can keep time (idle timeout,
-    status line, Ctrl-C) while the stream blocks."""
+    status line, Ctrl-C) while the stream blocks. Before the first event of each new
+    connection it queues a ``reconnect`` (the stream's connection number, and whether a
+    new session had to be created), which the main thread turns into the receipt."""
 
-    def __init__(self, stream: Any, out: queue.Queue[tuple[str, Any]]) -> None:
+    def __init__(self, stream: WatchStream, out: queue.Queue[tuple[str, Any]]) -> None:
         super().__init__(daemon=True, name="topics-watch")
         self.stream = stream
         self.out = out
 
     def run(self) -> None:
+        stream, seen = self.stream, 1
         try:
-            for event in self.stream:
+            for event in stream:
+                if stream.connections > seen:
+                    seen = stream.connections
+                    self.out.put(("reconnect", (seen, stream.sessions > 1)))
                 self.out.put(("event", event))
         except BaseException as exc:  # handed to the main thread
             self.out.put(("error", exc))
         else:
             self.out.put(("end", None))
-
-
-class _ConnectionLog:
-    """httpx request hook: queues a ``reconnect`` event for every watch stream opened after
-    the first, saying whether a new session had to be created first (the receipt)."""
-
-    def __init__(self, events: queue.Queue[tuple[str, Any]]) -> None:
-        self.events = events
-        self.streams = 0
-        self.sessions = 0
-
-    def __call__(self, request: Any) -> None:
-        path = request.url.path
-        if request.method == "POST" and path == "/v0/watch":
-            self.sessions += 1
-        elif request.method == "GET" and path.startswith("/v0/watch/"):
-            self.streams += 1
-            if self.streams > 1:
-                self.events.put(("reconnect", self.sessions > 1))
-
-
-def _hooked_client(app: Any, hook: Any) -> Client:
-    """A client whose connections report themselves (for the reconnect receipt). The httpx
-    client is ours: it is closed with the command, whatever the client does with it."""
-    import httpx
-
-    from topics_client import Client
-
-    url = app.base_url
-    http = httpx.Client(
-        base_url=url,
-        follow_redirects=False,
-        verify=not url.startswith("http://"),
-        event_hooks={"request": [hook]},
-    )
-    client = Client(url, api_key=app.settings.api_key, http_client=http)
-    app._clients.extend([client, http])
-    return client
 
 
 class _Watcher:
@@ -158,11 +126,11 @@ class _Watcher:
                     self.unknown.discard(name)
                     self.cursors[name] = max(self.cursors[name], start.from_seq)
 
-    def reconnected(self, new_session: bool) -> None:
+    def reconnected(self, connection: int, new_session: bool) -> None:
         self.reconnects += 1
         if self.pending_receipt is None:
             self.pending_receipt = {
-                "connection": self.reconnects + 1,
+                "connection": connection,
                 "resumed_at": dict(self.cursors),
                 "new_session": new_session,
                 "missed_before": self.tracker.total_missed,
@@ -308,10 +276,9 @@ def watch(
         raise typer.BadParameter("a topic is listed twice", param_hint="TOPIC")
     sink = app.sink
     cp = Checkpoint(Path(checkpoint)) if checkpoint else None
-    events: queue.Queue[tuple[str, Any]] = queue.Queue()
-    client = _hooked_client(app, _ConnectionLog(events))
+    client = app.client()
     tracker = Tracker(sink, policy, command="watch")
-    starts, seek_gaps = _starts(client, parsed, pos, cp)
+    starts = _starts(client, parsed, pos, cp)
     for name in starts:
         tracker.stats(name)
     stream = client.watch.stream(
@@ -333,9 +300,8 @@ def watch(
     )
     watcher.unknown = {name for name, s in starts.items() if s is None}
     code = 0
+    events: queue.Queue[tuple[str, Any]] = queue.Queue()
     try:
-        if any(tracker.gap(gap) for gap in seek_gaps):
-            raise _GapStop
         _Pump(stream, events).start()
         _follow(watcher, stream, events, idle_ms)
     except _GapStop:
@@ -354,29 +320,22 @@ def watch(
 
 def _starts(
     client: Client, parsed: list[tuple[str, int | None]], pos: FromPos, cp: Checkpoint | None
-) -> tuple[dict[str, int | None], list[Gap]]:
-    """Each topic's start cursor (None: the tail) — checkpoint, else TOPIC@SEQ, else
-    ``--from`` — and the gaps a ``--from @TIME`` start already lies behind."""
-    from topics_cli.consume import seek_time
-    from topics_cli.positions import resolve_from
+) -> dict[str, int | None]:
+    """Each topic's start cursor (None: the tail): checkpoint, else TOPIC@SEQ, else
+    ``--from`` (``@TIME``: below records evicted from that window, so the stream's first
+    frames report them as a gap)."""
+    from topics_cli.consume import start_cursor
 
     starts: dict[str, int | None] = {}
-    gaps: list[Gap] = []
     for name, seq in parsed:
         saved = cp.get(name) if cp is not None else None
         if saved is not None or seq is not None:
             starts[name] = saved if saved is not None else seq
         elif pos.kind == "end":
             starts[name] = None
-        elif pos.kind == "time":
-            starts[name], gap = seek_time(client, name, pos.value)
-            gaps.extend([gap] if gap is not None else [])
-        elif pos.kind in ("start", "seq"):
-            starts[name] = resolve_from(pos, 0, 1)
         else:
-            state = client.topics.get(name, touch=False)
-            starts[name] = resolve_from(pos, state.head_seq, state.earliest_seq)
-    return starts, gaps
+            starts[name] = start_cursor(client, name, pos, None)
+    return starts
 
 
 def _follow(
@@ -406,7 +365,7 @@ def _follow(
         if kind == "error":
             raise item
         if kind == "reconnect":
-            watcher.reconnected(bool(item))
+            watcher.reconnected(*item)
             continue
         watcher.adopt_tail_starts(stream.session)
         before = watcher.delivered
