@@ -669,8 +669,9 @@ class Engine:
         would start with a tombstone (the floor moved meanwhile) is left for the
         next page: a page carries at most one tombstone, before its records.
         """
+        cold: dict[int, Payload] = {}  # shared by the slices: a chunk is fetched once a page
         result = await self._read_slice(
-            log, from_seq, min(limit, READ_SLICE), max_bytes, nodes, shape
+            log, from_seq, min(limit, READ_SLICE), max_bytes, nodes, shape, cold
         )
         while (
             len(result.records) < limit
@@ -684,7 +685,14 @@ class Engine:
                 break
             want = min(limit - len(result.records), READ_SLICE)
             more = await self._read_slice(
-                log, result.next_from_seq, want, max_bytes - result.size, nodes, shape, first=False
+                log,
+                result.next_from_seq,
+                want,
+                max_bytes - result.size,
+                nodes,
+                shape,
+                cold,
+                first=False,
             )
             if more.tombstone is not None or (
                 not more.records and more.next_from_seq == result.next_from_seq
@@ -708,9 +716,9 @@ class Engine:
         max_bytes: int,
         nodes: frozenset[str] | None,
         shape: tuple[bool, bool, bool] | None,
+        cold: dict[int, Payload],
         first: bool = True,
     ) -> ReadResult:
-        cold: dict[int, Payload] = {}
         for _ in range(COLD_ATTEMPTS):
             try:
                 return log.read(from_seq, limit, max_bytes, nodes, shape, cold, strict=not first)
