@@ -209,6 +209,8 @@ class SqliteStore:
         self.fsyncs = 0  # of which synchronous=FULL
         self.operations = 0  # operations committed across all groups
         self.failures = 0  # operations that failed to commit
+        self._last_error = ""  # the last background failure logged, and its repeats since
+        self._repeats = 0
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="topics-store-reader")
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -420,10 +422,22 @@ class SqliteStore:
         commit_ms = (ended - self._commit_started) * 1000 if error is None else 0.0
         timing = ((ended - started) * 1000, commit_ms if full else 0.0)
         if error is not None and all(op.future is None for op in ops):
-            log.error("a store commit nobody waits for failed: %s", error)
+            self._log_background(error)
         assert self._loop is not None
         with suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             self._loop.call_soon_threadsafe(_resolve, ops, error, timing)
+
+    def _log_background(self, error: StoreError) -> None:
+        """A failed commit nobody waits for (retention, router pass-overs): logged once
+        per distinct failure, with a count of repeats, never once per commit."""
+        text = str(error)
+        if text == self._last_error:
+            self._repeats += 1
+            return
+        if self._repeats:
+            log.error("the last store failure repeated %d more times", self._repeats)
+        self._last_error, self._repeats = text, 0
+        log.error("a background store commit failed: %s", text)
 
     @property
     def queue_depth(self) -> int:
