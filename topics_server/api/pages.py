@@ -11,6 +11,9 @@ strings are JSON-escaped by orjson.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from itertools import repeat
+
 import orjson
 
 from topics_server.engine.log import RecordRun
@@ -21,8 +24,27 @@ __all__ = ["Shape", "render_records"]
 Shape = tuple[bool, bool, bool]
 
 
-def _string(text: str) -> str:
-    return orjson.dumps(text).decode()
+def _pieces(column: list[str | None] | None, start: int, stop: int, key: str) -> Iterator[str]:
+    """Each record's ``,"key":"string"`` of a run's node or tag column ("" for none).
+
+    Each distinct string is encoded once. Whether any needs escaping is checked for
+    the whole run at once: strings without a quote, backslash or control character
+    are quoted as they are, others are encoded by orjson.
+    """
+    if column is None:
+        return repeat("")
+    strings = column[start:stop]
+    distinct = set(strings)
+    distinct.discard(None)
+    joined = "".join(distinct)  # type: ignore[arg-type]  # None was discarded
+    plain = joined.isprintable() and '"' not in joined and "\\" not in joined
+    if plain and len(distinct) * 2 > len(strings):  # mostly distinct (tags, say)
+        return iter(["" if text is None else f',"{key}":"{text}"' for text in strings])
+    table: dict[str | None, str] = {None: ""}
+    for text in distinct:
+        assert text is not None
+        table[text] = f',"{key}":"{text}"' if plain else f',"{key}":{orjson.dumps(text).decode()}'
+    return map(table.__getitem__, strings)
 
 
 def render_records(runs: list[RecordRun], shape: Shape) -> orjson.Fragment:
@@ -30,32 +52,38 @@ def render_records(runs: list[RecordRun], shape: Shape) -> orjson.Fragment:
     with_tags, with_meta, with_data = shape
     parts: list[str] = []
     for first, ts, payload, start, stop in runs:
-        nodes = payload.nodes
+        seqs = range(first + start, first + stop)
+        datas = payload.datas[start:stop] if with_data else None
         tags = payload.tags if with_tags else None
         metas = payload.metas if with_meta else None
-        if nodes is None and tags is None and metas is None:  # the common shape
-            if with_data:
+        if payload.nodes is None and tags is None and metas is None:  # the common shape
+            if datas is not None:
                 mid = f',"$ts":{ts},"data":'
                 parts += [
-                    f'{{"$seq":{seq}{mid}{data}}}'
-                    for seq, data in zip(
-                        range(first + start, first + stop), payload.datas[start:stop], strict=True
-                    )
+                    f'{{"$seq":{seq}{mid}{data}}}' for seq, data in zip(seqs, datas, strict=True)
                 ]
             else:
                 tail = f',"$ts":{ts}}}'
-                parts += [f'{{"$seq":{seq}{tail}' for seq in range(first + start, first + stop)]
+                parts += [f'{{"$seq":{seq}{tail}' for seq in seqs]
             continue
-        datas = payload.datas
-        for i in range(start, stop):
-            text = f'{{"$seq":{first + i},"$ts":{ts}'
-            if nodes is not None and (node := nodes[i]) is not None:
-                text += f',"$node":{_string(node)}'
-            if tags is not None and (tag := tags[i]) is not None:
-                text += f',"$tag":{_string(tag)}'
-            if with_data:
-                text += f',"data":{datas[i]}'
-            if metas is not None and (meta := metas[i]) is not None:
-                text += f',"meta":{meta}'
-            parts.append(text + "}")
+        stamp = f',"$ts":{ts}'
+        nodes = _pieces(payload.nodes, start, stop, "$node")
+        tag_pieces = _pieces(tags, start, stop, "$tag")
+        meta_pieces: Iterable[str] = (
+            repeat("}")
+            if metas is None
+            else ["}" if meta is None else f',"meta":{meta}}}' for meta in metas[start:stop]]
+        )
+        if datas is not None:
+            parts += [
+                f'{{"$seq":{seq}{stamp}{node}{tag},"data":{data}{meta}'
+                for seq, node, tag, data, meta in zip(
+                    seqs, nodes, tag_pieces, datas, meta_pieces, strict=False
+                )
+            ]
+        else:
+            parts += [
+                f'{{"$seq":{seq}{stamp}{node}{tag}{meta}'
+                for seq, node, tag, meta in zip(seqs, nodes, tag_pieces, meta_pieces, strict=False)
+            ]
     return orjson.Fragment("[" + ",".join(parts) + "]")
