@@ -6,7 +6,8 @@ per record and no re-encoding of payloads. The output is byte for byte what
 ``orjson.dumps`` makes of the record dicts: keys in the order ``$seq``, ``$ts``,
 ``$node`` (when the record has one), ``$tag`` (when asked for and present),
 ``data`` (unless left out), ``meta`` (when asked for and present). Node and tag
-strings are JSON-escaped by orjson.
+strings holding anything JSON escapes (a quote, a backslash, a control character)
+are encoded by orjson; the rest are quoted as they are.
 """
 
 from __future__ import annotations
