@@ -11,6 +11,7 @@ import pytest
 
 from tests.server._helpers import (
     assert_error,
+    compact,
     diff,
     ok,
     put_topic,
@@ -233,6 +234,49 @@ def test_include_tags_and_meta(http: httpx.Client, topic: str) -> None:
     assert "$tag" not in full[1]
     bare = diff(http, topic, include_tags=False, include_meta=False)["records"]
     assert bare[0] == {"$seq": 1, "$ts": bare[0]["$ts"], "$node": "edge-a", "data": 1}
+
+
+# strings JSON must escape (quote, backslash, control characters) next to ones it must not
+ODD = ['q"uote', "back\\slash", "ctl\x01\x1f\n", "é中😀", "\u2028\x7f/"]
+
+
+def test_page_bytes_are_the_compact_json_of_its_records(http: httpx.Client, topic: str) -> None:
+    """Records are spliced from their stored JSON: the page must still be exactly the
+    compact JSON of its records, odd node and tag strings escaped, across deleted
+    holes and node-filtered records."""
+    records: list[dict[str, Any]] = []
+    for i, text in enumerate(ODD * 2):
+        record: dict[str, Any] = {"data": {"i": i, "s": text}, "tag": text}
+        if i % 2:
+            record["node"] = text
+        if i % 3:
+            record["meta"] = {"m": text}
+        records.append(record)
+    records.append({"data": "plain"})
+    write(http, topic, records)
+    ok(http.post(f"/v0/topics/{topic}/delete", json={"match": ["tag", "Eq", ODD[2]]}))
+    for include_tags in (False, True):
+        for include_meta in (False, True):
+            resp = http.post(
+                f"/v0/topics/{topic}/diff",
+                json={"include_tags": include_tags, "include_meta": include_meta, "node": ODD[1]},
+            )
+            page = ok(resp)
+            expected = []
+            for seq, record in enumerate(records, 1):
+                if record.get("tag") == ODD[2] or record.get("node") == ODD[1]:
+                    continue
+                wire: dict[str, Any] = {"$seq": seq, "$ts": page["records"][len(expected)]["$ts"]}
+                if "node" in record:
+                    wire["$node"] = record["node"]
+                if include_tags and "tag" in record:
+                    wire["$tag"] = record["tag"]
+                wire["data"] = record["data"]
+                if include_meta and "meta" in record:
+                    wire["meta"] = record["meta"]
+                expected.append(wire)
+            assert seqs_of(page) == [w["$seq"] for w in expected]
+            assert b'"records":' + compact(expected) + b',"next_from_seq"' in resp.content
 
 
 def test_next_from_seq_passes_deleted_records(http: httpx.Client, topic: str) -> None:

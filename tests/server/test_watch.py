@@ -172,6 +172,27 @@ def test_include_and_node_filter(http: httpx.Client, base_url: str, topic: str) 
         assert records == [{"$seq": 2, "$ts": records[0]["$ts"], "$node": "you"}]
 
 
+def test_record_frames_are_the_compact_json_of_their_records(
+    http: httpx.Client, base_url: str, topic: str
+) -> None:
+    """Frames splice stored JSON: still exactly the compact JSON, odd strings escaped."""
+    odd = ['q"uote', "back\\slash", "ctl\x01\x1f\n", "é中😀", "\u2028\x7f/"]
+    records = [{"data": [i, s], "tag": s, "node": s, "meta": {"m": s}} for i, s in enumerate(odd)]
+    write(http, topic, *records, {"data": None})
+    wid = watch(http, {topic: {}}, include_tags=True, include_data=False)["wid"]
+    with stream(base_url, wid) as events:
+        got = events.until(caught_up(topic))
+    frames = [e for e in got if e.event == "record"]
+    assert len(frames) == 1
+    ts = frames[0].json()["records"][0]["$ts"]
+    expected = [
+        {"$seq": i, "$ts": ts, "$node": s, "$tag": s, "meta": {"m": s}}
+        for i, s in enumerate(odd, 1)
+    ] + [{"$seq": len(odd) + 1, "$ts": ts}]
+    body = json.dumps(expected, separators=(",", ":"), ensure_ascii=False)
+    assert f',"records":{body}}}' in frames[0].data
+
+
 def test_max_batch_bytes_bounds_frames(http: httpx.Client, base_url: str, topic: str) -> None:
     write(http, topic, *[{"data": "x" * 100} for _ in range(10)])  # 102 bytes each
     wid = watch(http, {topic: {}}, max_batch_bytes=250)["wid"]

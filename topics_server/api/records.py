@@ -18,6 +18,7 @@ from topics_server.api.common import (
     require_dead_letter,
     settings_of,
 )
+from topics_server.api.pages import render_records
 from topics_server.engine.config import TopicConfig, parse_config
 from topics_server.engine.engine import Batch, DiffRequest
 from topics_server.engine.predicates import parse_predicate
@@ -207,10 +208,11 @@ async def diff(request: Request) -> Response:
     body = as_object(await read_json(request, empty_as_object=True), "body")
     params = parse_diff(body, settings_of(request))
     _, result = await engine_of(request).diff(name, params)
+    records = render_records(result.records, (params.include_tags, params.include_meta, True))
     return json_response(
         {
             "topic": name,
-            "records": result.records,  # already wire dicts (read with a shape)
+            "records": records,
             "next_from_seq": result.next_from_seq,
             "head_seq": result.head_seq,
             "earliest_seq": result.earliest_seq,

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
+from topics_server.api.pages import render_records
 from topics_server.engine.engine import Engine
 from topics_server.engine.log import TopicLog
 from topics_server.engine.watch import (
@@ -97,7 +98,7 @@ class SharedReads:
                 self.hits += 1
                 return entry.batch
         result = await self.engine.read(
-            log, cursor, options.limit, options.max_batch_bytes, options.nodes, options.shape
+            log, cursor, options.limit, options.max_batch_bytes, options.nodes, runs=True
         )
         body = None
         if result.records:
@@ -107,7 +108,7 @@ class SharedReads:
                     "from_seq": cursor,
                     "to_seq": result.next_from_seq,
                     "head_seq": result.head_seq,
-                    "records": result.records,
+                    "records": render_records(result.records, options.shape),
                 }
             )
         batch = Batch(cursor, result.next_from_seq, result.head_seq, result.tombstone, body)

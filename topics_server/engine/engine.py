@@ -659,7 +659,7 @@ class Engine:
         limit: int,
         max_bytes: int,
         nodes: frozenset[str] | None = None,
-        shape: tuple[bool, bool, bool] | None = None,
+        runs: bool = False,
     ) -> ReadResult:
         """:meth:`TopicLog.read` in slices of :data:`READ_SLICE` records, yielding to the
         loop between them, with cold payloads fetched off the loop.
@@ -668,43 +668,46 @@ class Engine:
         milliseconds while hot writes and heartbeats wait behind it. A slice that
         would start with a tombstone (the floor moved meanwhile) is left for the
         next page: a page carries at most one tombstone, before its records.
+        With ``runs`` the records come as :data:`~topics_server.engine.log.RecordRun`
+        column slices for the API to render.
         """
         cold: dict[int, Payload] = {}  # shared by the slices: a chunk is fetched once a page
         result = await self._read_slice(
-            log, from_seq, min(limit, READ_SLICE), max_bytes, nodes, shape, cold
+            log, from_seq, min(limit, READ_SLICE), max_bytes, nodes, runs, cold
         )
         while (
-            len(result.records) < limit
-            and result.records
+            result.count < limit
+            and result.count
             and not result.caught_up
             and result.size < max_bytes
-            and len(result.records) % READ_SLICE == 0
+            and result.count % READ_SLICE == 0
         ):
             await asyncio.sleep(0)
             if log.removed:
                 break
-            want = min(limit - len(result.records), READ_SLICE)
+            want = min(limit - result.count, READ_SLICE)
             more = await self._read_slice(
                 log,
                 result.next_from_seq,
                 want,
                 max_bytes - result.size,
                 nodes,
-                shape,
+                runs,
                 cold,
                 first=False,
             )
             if more.tombstone is not None or (
-                not more.records and more.next_from_seq == result.next_from_seq
+                not more.count and more.next_from_seq == result.next_from_seq
             ):
                 break
             result.records.extend(more.records)
+            result.count += more.count
             result.next_from_seq = more.next_from_seq
             result.head_seq = more.head_seq
             result.earliest_seq = more.earliest_seq
             result.scanned += more.scanned
             result.size += more.size
-            if len(more.records) < want:
+            if more.count < want:
                 break
         return result
 
@@ -715,13 +718,15 @@ class Engine:
         limit: int,
         max_bytes: int,
         nodes: frozenset[str] | None,
-        shape: tuple[bool, bool, bool] | None,
+        runs: bool,
         cold: dict[int, Payload],
         first: bool = True,
     ) -> ReadResult:
         for _ in range(COLD_ATTEMPTS):
             try:
-                return log.read(from_seq, limit, max_bytes, nodes, shape, cold, strict=not first)
+                return log.read(
+                    from_seq, limit, max_bytes, nodes, cold, strict=not first, runs=runs
+                )
             except ColdMiss as miss:
                 cold.update(await self._load_cold(log, miss))
         raise RuntimeError(f"topic {log.name!r}: cold payloads missing from the store")
@@ -745,9 +750,8 @@ class Engine:
         now = now_ms()
         log = self.require(name)
         self.mark_read(log, now)
-        shape = (request.include_tags, request.include_meta, True)
         result = await self.read(
-            log, request.from_seq, request.limit, request.max_batch_bytes, request.nodes, shape
+            log, request.from_seq, request.limit, request.max_batch_bytes, request.nodes, runs=True
         )
         if (
             request.wait_ms
@@ -764,7 +768,7 @@ class Engine:
                     request.limit,
                     request.max_batch_bytes,
                     request.nodes,
-                    shape,
+                    runs=True,
                 )
         return log, result
 

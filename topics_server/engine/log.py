@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orjson import Fragment
 from sortedcontainers import SortedDict
 
 from topics_server.engine.config import TopicConfig
@@ -33,7 +32,7 @@ from topics_server.engine.idempotency import IdempotencyTable
 from topics_server.engine.predicates import TagPredicate
 from topics_server.storage.records import Chunk, Payload
 
-__all__ = ["HOT_RECORDS", "ColdMiss", "ReadResult", "TopicLog", "Totals", "WireRecord"]
+__all__ = ["HOT_RECORDS", "ColdMiss", "ReadResult", "RecordRun", "TopicLog", "Totals", "WireRecord"]
 
 # A read that only skips (deleted or node-filtered records) stops after this many
 # examined seqs so one request never walks an unbounded log (SPEC §4.2 allows it).
@@ -44,8 +43,10 @@ HOT_BYTES = 8 << 20
 
 # (seq, ts, node, tag, data, meta, hops) of a record being delivered
 WireRecord = tuple[int, int, str | None, str | None, str, str | None, int]
-# (include_tags, include_meta, include_data) of records read straight into wire dicts
-WireShape = tuple[bool, bool, bool]
+# (first, ts, payload, start, stop): the live records ``first + start .. first + stop - 1``
+# of one chunk (``first`` is the chunk's first seq), none skipped in between; their
+# columns are ``payload``'s ``[start:stop]``
+RecordRun = tuple[int, int, Payload, int, int]
 
 
 class ColdMiss(Exception):
@@ -76,13 +77,14 @@ class Totals:
 
 @dataclass(slots=True)
 class ReadResult:
-    records: list[Any]  # WireRecord tuples, or wire dicts when read with a shape
+    records: list[Any]  # WireRecord tuples, or RecordRun column slices when read as runs
     next_from_seq: int
     head_seq: int
     earliest_seq: int
     tombstone: dict[str, Any] | None
     scanned: int
     size: int = 0  # bytes of the records returned
+    count: int = 0  # records returned (``records`` holds fewer runs than that)
 
     @property
     def caught_up(self) -> bool:
@@ -481,9 +483,9 @@ class TopicLog:
         limit: int,
         max_bytes: int,
         nodes: frozenset[str] | None = None,
-        shape: WireShape | None = None,
         cold: Mapping[int, Payload] = _NO_COLD,
         strict: bool = False,
+        runs: bool = False,
     ) -> ReadResult:
         """Records after ``from_seq`` (SPEC §4.2).
 
@@ -493,10 +495,10 @@ class TopicLog:
         Cold payloads come from ``cold`` (keyed by chunk ``first``); a chunk that
         is neither hot nor in ``cold`` raises :class:`ColdMiss`.
 
-        Records come as :data:`WireRecord` tuples, or, given a ``shape``
-        (include_tags, include_meta, include_data), directly as their wire dicts
-        with payloads spliced in as :class:`orjson.Fragment`: building the dict
-        here rather than from a tuple halves the cost of a diff page.
+        Records come as :data:`WireRecord` tuples, or, with ``runs``, as
+        :data:`RecordRun` slices of the payload columns: no per-record object is
+        made here, and a stretch with nothing to skip is taken whole (one ``sum``
+        of its sizes), so a page costs little more than its rendering.
         """
         tombstone, start = self.tombstone(from_seq)
         if nodes is not None and not self.config.dedupe_node:
@@ -506,11 +508,11 @@ class TopicLog:
         begin = max(start + 1, self.earliest_seq)
         k = bisect_left(chunks, begin, lo=self.lo, key=_last)
         out: list[Any] = []
+        count = 0
         total = 0
         scanned = 0
         next_from = start
         budget = max(limit, SCAN_BUDGET)
-        with_tags, with_meta, with_data = shape or (False, False, False)
         done = False
         while k < len(chunks) and not done:
             chunk = chunks[k]
@@ -518,8 +520,22 @@ class TopicLog:
             if payload is None:
                 payload = cold.get(chunk.first)
                 if payload is None:
-                    raise self._cold_run(k, limit - len(out))
+                    raise self._cold_run(k, limit - count)
             first, ts, sizes = chunk.first, chunk.ts, chunk.sizes
+            lo = max(begin - first, 0)
+            k += 1
+            if runs and nodes is None and not deleted:
+                # nothing to skip: the run is as long as the limit and the bytes allow
+                stop = min(len(sizes), lo + limit - count)
+                size = sum(sizes[lo:stop])
+                if lo < stop and total + size <= max_bytes:
+                    out.append((first, ts, payload, lo, stop))
+                    count += stop - lo
+                    total += size
+                    scanned += stop - lo
+                    next_from = first + stop - 1
+                    done = count >= limit
+                    continue
             datas, metas, nodes_col, tags, hops = (
                 payload.datas,
                 payload.metas,
@@ -527,22 +543,30 @@ class TopicLog:
                 payload.tags,
                 payload.hops,
             )
-            for i in range(max(begin - first, 0), len(sizes)):
+            run_start = end = -1
+            for i in range(lo, len(sizes)):
                 seq = first + i
                 scanned += 1
                 node = nodes_col[i] if nodes_col is not None else None
                 if (deleted and seq in deleted) or (nodes is not None and node in nodes):
+                    if run_start >= 0:
+                        out.append((first, ts, payload, run_start, end))
+                        run_start = -1
                     next_from = seq
-                    if scanned >= budget and not out:
+                    if scanned >= budget and not count:
                         done = True
                         break
                     continue
                 size = sizes[i]
-                if (out or strict) and total + size > max_bytes:
+                if (count or strict) and total + size > max_bytes:
                     next_from = seq - 1
                     done = True
                     break
-                if shape is None:
+                if runs:
+                    if run_start < 0:
+                        run_start = i
+                    end = i + 1
+                else:
                     out.append(
                         (
                             seq,
@@ -554,26 +578,19 @@ class TopicLog:
                             hops[i] if hops is not None else 0,
                         )
                     )
-                else:
-                    wire: dict[str, Any] = {"$seq": seq, "$ts": ts}
-                    if node is not None:
-                        wire["$node"] = node
-                    if with_tags and tags is not None and (tag := tags[i]) is not None:
-                        wire["$tag"] = tag
-                    if with_data:
-                        wire["data"] = Fragment(datas[i])
-                    if with_meta and metas is not None and (meta := metas[i]) is not None:
-                        wire["meta"] = Fragment(meta)
-                    out.append(wire)
+                count += 1
                 total += size
                 next_from = seq
-                if len(out) >= limit:
+                if count >= limit:
                     done = True
                     break
-            k += 1
+            if run_start >= 0:
+                out.append((first, ts, payload, run_start, end))
         if not done:
             next_from = self.head
-        return ReadResult(out, next_from, self.head, self.earliest_seq, tombstone, scanned, total)
+        return ReadResult(
+            out, next_from, self.head, self.earliest_seq, tombstone, scanned, total, count
+        )
 
     def _cold_run(self, k: int, want: int) -> ColdMiss:
         """The run of cold chunks from ``chunks[k]`` a read still needs: about ``want``

@@ -13,7 +13,7 @@ The engine knows no wire: turning events into SSE frames, and sharing one
 rendering between watchers at the same cursor, is the API layer's business
 (:mod:`topics_server.api.render`). It plugs in through the :data:`Reader` a
 stream is given, so the engine decides *what* is read and when, and the reader
-decides what a batch's records look like (wire dicts, or bytes rendered once).
+decides what a batch's records look like (bytes rendered once, say).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class WatchOptions:
 
     @property
     def shape(self) -> tuple[bool, bool, bool]:
-        """The wire shape of :meth:`Engine.read` (include_tags, include_meta, include_data)."""
+        """The wire shape records are rendered in (include_tags, include_meta, include_data)."""
         return (self.include_tags, self.include_meta, self.include_data)
 
 
@@ -130,8 +130,8 @@ class Batch(Generic[P]):
 
 Reader: TypeAlias = Callable[[TopicLog, int, WatchOptions], Awaitable[Batch[P]]]
 """Reads ``log`` after a cursor with the session's options, through :meth:`Engine.read`
-(``options.shape``, ``limit``, ``max_batch_bytes``, ``nodes``), and returns the batch with
-its records in whatever form the stream's consumer wants them."""
+(``limit``, ``max_batch_bytes``, ``nodes``), and returns the batch with its records in
+whatever form the stream's consumer wants them (rendered in ``options.shape``)."""
 
 
 # -- what a stream hands out (SPEC §9.3/§9.4) ----------------------------------
