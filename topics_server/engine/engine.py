@@ -22,7 +22,7 @@ import contextlib
 import math
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from sortedcontainers import SortedDict
@@ -117,7 +117,8 @@ class Engine:
         self.sse_connections = 0
         self._next_instance = 1
         self._reserved: dict[int, int] = {}  # instance -> seqs reserved by a committed Reserve
-        self._lifecycles: dict[str, asyncio.Lock] = {}  # create/config/delete, one at a time
+        self._lifecycles: dict[str, _Lifecycle] = {}  # create/config/delete, one at a time
+        self._housekeeping: list[Change] = []  # what recovery found stale, committed once ready
         # called with the topic name whenever a topic is removed; routers hook in here
         self.on_topic_removed: list[Callable[[str], list[str]]] = []
         # called with every log that just published records (router wake-ups)
@@ -161,8 +162,7 @@ class Engine:
 
     async def finish_recovery(self) -> None:
         """After :meth:`recover`, on the loop: commit what recovery found stale."""
-        changes = getattr(self, "_housekeeping", [])
-        self._housekeeping = []
+        changes, self._housekeeping = self._housekeeping, []
         if changes:
             self.store.commit(*changes, wait=False)
         now = now_ms()
@@ -283,17 +283,21 @@ class Engine:
     def _persistent(self, log: TopicLog) -> bool:
         return log.config.durability != "ephemeral"
 
-    def _lifecycle(self, name: str) -> asyncio.Lock:
-        """Creating, re-configuring and deleting one topic never interleave."""
-        lock = self._lifecycles.get(name)
-        if lock is None:
-            lock = self._lifecycles[name] = asyncio.Lock()
-        return lock
-
-    def _release_lifecycle(self, name: str) -> None:
-        lock = self._lifecycles.get(name)
-        if lock is not None and not lock.locked():
-            del self._lifecycles[name]
+    @contextlib.asynccontextmanager
+    async def _lifecycle(self, name: str) -> AsyncIterator[None]:
+        """Creating, re-configuring and deleting one topic never interleave; the lock
+        lives only while someone holds or waits for it."""
+        entry = self._lifecycles.get(name)
+        if entry is None:
+            entry = self._lifecycles[name] = _Lifecycle()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._lifecycles[name]
 
     def _front_change(self, log: TopicLog) -> MoveFront:
         return MoveFront(
@@ -371,10 +375,7 @@ class Engine:
     async def put_topic(self, name: str, config: TopicConfig) -> tuple[TopicLog, bool]:
         """Create, or replace the config of, a topic (full replacement over defaults)."""
         async with self._lifecycle(name):
-            try:
-                return await self._put_topic(name, config)
-            finally:
-                self._release_lifecycle(name)
+            return await self._put_topic(name, config)
 
     async def _put_topic(self, name: str, config: TopicConfig) -> tuple[TopicLog, bool]:
         log = self.get(name)
@@ -411,10 +412,7 @@ class Engine:
 
     async def delete_topic(self, name: str, if_empty: bool) -> tuple[bool, list[str]]:
         async with self._lifecycle(name):
-            try:
-                return await self._delete_topic(name, if_empty)
-            finally:
-                self._release_lifecycle(name)
+            return await self._delete_topic(name, if_empty)
 
     async def _delete_topic(self, name: str, if_empty: bool) -> tuple[bool, list[str]]:
         log = self.get(name)
@@ -459,13 +457,10 @@ class Engine:
             if not allowed:
                 raise topic_not_found(name)
             async with self._lifecycle(name):
-                try:
-                    if self.topics.get(name) is None:
-                        # the topic and its first records commit together, or neither does
-                        log = self._new_log(name, config or TopicConfig())
-                        return await self._write(log, batch, now, idempotency_key, True)
-                finally:
-                    self._release_lifecycle(name)
+                if self.topics.get(name) is None:
+                    # the topic and its first records commit together, or neither does
+                    log = self._new_log(name, config or TopicConfig())
+                    return await self._write(log, batch, now, idempotency_key, True)
             return await self.write(name, batch, idempotency_key=idempotency_key)
         if idempotency_key is not None:
             entry = log.idempotency.get(idempotency_key, now)
@@ -571,18 +566,17 @@ class Engine:
         instance = log.instance_id
         changes = list(before)
         # seqs are handed out only inside a synced reservation (SPEC §14)
-        reserved = self._reserved.get(instance, 0)
         fsync = durability == "fsync"
-        if chunk.last > reserved:
+        top = None
+        if chunk.last > self._reserved.get(instance, 0):
             top = chunk.last + RESERVE_BLOCK
             changes.append(Reserve(instance, top))
             fsync = True
 
-            def reserved_now() -> None:
-                if self._reserved.get(instance, top) < top:
-                    self._reserved[instance] = top
-        else:
-            reserved_now = _nothing
+        def reserved_now() -> None:  # memory moves with the commit, never ahead of it
+            if top is not None and self._reserved.get(instance, top) < top:
+                self._reserved[instance] = top
+
         if durability == "ephemeral":
             changes.extend(also)
             if not changes:
@@ -594,7 +588,7 @@ class Engine:
         started = time.perf_counter()
         # memory-class records may be acknowledged before they commit, but never a new
         # reservation or a new topic: those are waited for
-        wait = durability != "memory" or bool(before) or reserved_now is not _nothing
+        wait = durability != "memory" or bool(before) or top is not None
         persisted_key = (key, expires) if key is not None and wait else None
         changes.append(AppendChunk(instance, chunk, persisted_key))
         changes.extend(also)
@@ -824,12 +818,16 @@ class Engine:
             log.notify()
 
 
-def _nothing() -> None:
-    pass
-
-
 def _reason(exc: BaseException) -> str:
     return exc.message if isinstance(exc, ApiError) else str(exc) or type(exc).__name__
+
+
+class _Lifecycle:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
 
 
 def _resolve(entry: IdempotencyEntry) -> None:

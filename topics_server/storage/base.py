@@ -25,7 +25,6 @@ from topics_server.storage.failpoints import Failpoints
 from topics_server.storage.records import Chunk, Payload, TagPredicate
 
 __all__ = [
-    "FREEING",
     "AppendChunk",
     "Change",
     "DiscardRecords",
@@ -218,9 +217,6 @@ class DiscardRecords(Change):
     kind: ClassVar[str] = "discard_records"
     freeing: ClassVar[bool] = True
     instance: int
-
-
-FREEING = frozenset(cls.kind for cls in (DropTopic, MarkDeleted, MoveFront, DropRouter, DropLeases))
 
 
 # -- recovery -------------------------------------------------------------------

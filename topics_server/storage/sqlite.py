@@ -242,8 +242,8 @@ class SqliteStore:
                 )
         except sqlite3.DatabaseError as exc:
             raise StoreCorrupt(f"{self.path}: cannot open the store: {exc}") from None
-        self._reserved = self._take_reserve()
-        self._full = not self._reserved
+        self._has_reserve = self._take_reserve()
+        self._full = not self._has_reserve
 
     @property
     def full(self) -> bool:
@@ -289,7 +289,7 @@ class SqliteStore:
             self.full_events += 1
             log.warning("store out of space: writes answer 507 until space is freed")
         self._full = True
-        self._reserved = False
+        self._has_reserve = False
         with suppress(OSError):
             self._reserve_path.unlink()
 
@@ -324,15 +324,15 @@ class SqliteStore:
         stop = False
         while not stop:
             try:
-                probing = self._full or not self._reserved
+                probing = self._full or not self._has_reserve
                 op = self._queue.get(timeout=FULL_PROBE_S) if probing else self._queue.get()
             except queue.Empty:
                 # move the WAL into the file (deletes freed pages there) and give its
                 # space back to the file system, then try to take the reserve again
                 with suppress(sqlite3.Error):
                     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                self._reserved = self._take_reserve()
-                if self._full and (self._reserved or self._free_bytes(conn) >= FREE_RESUME):
+                self._has_reserve = self._take_reserve()
+                if self._full and (self._has_reserve or self._free_bytes(conn) >= FREE_RESUME):
                     self._full = False
                     log.warning("store has space again: writes resume")
                 continue
@@ -383,8 +383,8 @@ class SqliteStore:
                 self._complete([op], None, started, time.perf_counter(), op.fsync)
             return
         if self._full and not any(op.freeing for op in ops):
-            self._reserved = self._take_reserve()
-            self._full = not self._reserved
+            self._has_reserve = self._take_reserve()
+            self._full = not self._has_reserve
         self._complete(ops, None, started, time.perf_counter(), full)
 
     def _fail(self, op: _Op, error: StoreError) -> None:
