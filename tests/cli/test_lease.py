@@ -324,6 +324,8 @@ def test_run_rides_out_a_server_restart(topic: str, tmp_path: Path) -> None:
         try:
             httpx.post(f"{server.url}/v0/topics/{topic}", json={"records": [{"data": 1}]})
             _until(lambda: ran.exists() and ran.read_text() == "1\n", what="job 1")
+            # job 1's ack must land before the restart, or it is (rightly) delivered again
+            _until(lambda: _state(server.url, topic)["count"] == 0, what="job 1 acked")
             server.restart()
             assert proc.poll() is None, proc.communicate(timeout=5)
             httpx.post(f"{server.url}/v0/topics/{topic}", json={"records": [{"data": 2}]})
@@ -332,6 +334,10 @@ def test_run_rides_out_a_server_restart(topic: str, tmp_path: Path) -> None:
             _, err = proc.communicate(timeout=30)
         finally:
             proc.kill()
+            proc.wait(10)
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
         assert proc.returncode == 0, err
         summary = next(
             orjson.loads(x)["$summary"] for x in err.splitlines() if x.startswith(b'{"$summary')
