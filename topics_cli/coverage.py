@@ -203,7 +203,8 @@ def render_map(coverage: Coverage, width: int) -> Text:
     if coverage.hi < coverage.lo:
         return Text("(empty range)", style="dim")
     glyphs = GLYPHS[True]
-    line = Text(f"{coverage.lo} ▕", style="cyan")
+    line = Text()
+    line.append(f"{coverage.lo} ▕", style="cyan")
     for cell in map_cells(coverage, _bar_width(coverage, width)):
         line.append(glyphs[cell], style=_STYLES[cell])
     line.append(f"▏ {coverage.hi}", style="cyan")

@@ -260,6 +260,9 @@ def _pretty(console: Any, risks: list[ConsumerRisk], warn_ms: int | None, covera
             f"[{falls_style}]{falls}[/]" if falls_style else falls,
             f"[{status_style[r.status]}]{r.status}[/]" if status_style[r.status] else r.status,
         )
+    # a terminal wraps the table to its width; elsewhere (a file, a pager) lines stay whole
+    if not console.is_terminal:
+        console.width = 10_000  # the table is as wide as its cells, never wider
     console.print(table)
     if coverage is not None:
         from topics_cli.commands.tombstone import print_coverage
