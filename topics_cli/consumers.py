@@ -12,7 +12,8 @@ API::
     for risk in risks:
         print(risk.consumer, risk.topic, risk.status, risk.falloff_ms)
 
-* :func:`load_cursors` turns specs into :class:`Cursor` s: a checkpoint file (the
+* :func:`load_cursors` turns specs into :class:`Cursor` s (an existing file wins over the
+  inline reading of the same text): a checkpoint file (the
   ``{topic: seq}`` JSON that ``topics diff/watch --checkpoint`` and the client's
   ``save_checkpoint`` write; one cursor per topic in it, the consumer named after the file's
   stem), a glob of such files, or an inline ``TOPIC=SEQ`` (consumer ``inline``) or
@@ -268,6 +269,10 @@ def assess(
     when the caller passes ``rates``), then probes each cursor with a one-record diff: the
     tombstone if records were lost, else the oldest unread record (its seq and ``$ts``).
     ``warn_before_ms``: a cursor whose oldest unread record falls off sooner is ``at_risk``.
+
+    Cost: one state read per topic (two when sampling) and one diff of one record per
+    cursor (a few more only when deleted records after the cursor make a page come back
+    empty). ``top --checkpoints`` passes the ``rates`` it measured itself.
     """
     from topics_client import TopicNotFoundError
 

@@ -267,3 +267,56 @@ def test_eviction_estimate_is_defined_once() -> None:
     assert defs == ["consumers.py"]
     tombstone = (package / "commands" / "tombstone.py").read_text()
     assert "from topics_cli.consumers import eviction_estimate" in tombstone
+
+
+def test_help_has_quoted_examples_and_exit_codes() -> None:
+    from typer.testing import CliRunner
+
+    from topics_cli.app import app
+
+    r = CliRunner().invoke(app, ["lag", "--help"])
+    assert r.exit_code == 0, r.output
+    assert "topics lag 'workers/*.cp' --warn-before 30m" in r.output
+    assert "topics lag 'workers/*.cp' -o prom > lag.prom" in r.output
+    assert "topics lag orders=41 audit=7 -o json" in r.output
+    assert "4 a topic is missing" in r.output
+    assert "topics lag workers/*.cp" not in r.output  # every glob quoted: copy-paste safe
+
+
+def test_load_cursors_forms(tmp_path: Path) -> None:
+    from topics_cli.consumers import Cursor, load_cursors
+    from topics_cli.errors import CliError
+
+    a = _checkpoint(tmp_path, "alpha", {"orders": 41, "audit": 7})
+    b = _checkpoint(tmp_path, "beta", {"orders": 3})
+    glob = str(tmp_path / "workers" / "*.cp")
+    assert load_cursors([glob, "orders=9", "ops/a:b.c-d=12"]) == [
+        Cursor("alpha", "audit", 7, str(a)),
+        Cursor("alpha", "orders", 41, str(a)),
+        Cursor("beta", "orders", 3, str(b)),
+        Cursor("inline", "orders", 9, "orders=9"),
+        Cursor("ops", "a:b.c-d", 12, "ops/a:b.c-d=12"),
+    ]
+    odd = tmp_path / "x=5"  # a file wins over the inline reading
+    odd.write_text('{"t": 1}')
+    assert load_cursors([str(odd)]) == [Cursor("x=5", "t", 1, str(odd))]
+    for bad in ("orders", "orders=-1", "=4", "a/b/c=1"):
+        with pytest.raises(CliError):
+            load_cursors([bad])
+
+
+def test_prometheus_text_exports_a_pair_once() -> None:
+    from topics_cli.commands.lag import prometheus_text
+    from topics_cli.consumers import ConsumerRisk, Cursor
+
+    first = ConsumerRisk(Cursor("c", "t", 1, "a/c.cp"), "lagging", lag_records=5, lag_ms=1500)
+    second = ConsumerRisk(Cursor("c", "t", 2, "b/c.cp"), "lagging", lag_records=4, lag_ms=10)
+    text = prometheus_text([first, second])
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    (sample,) = families["topics_consumer_lag_records"].samples
+    assert sample.value == 5
+    (age,) = families["topics_consumer_lag_seconds"].samples
+    assert age.value == 1.5
+    # no retention at all: nothing ever evicts the unread records
+    (falloff,) = families["topics_consumer_falloff_seconds"].samples
+    assert falloff.value == float("inf")

@@ -110,6 +110,11 @@ def lag(
     if coverage_map and risks[0].status != "missing":
         coverage = _coverage(ap.sink, client, risks[0])
     if mode == "prom":
+        for consumer, topic in _duplicates(risks):
+            ap.sink.warn(
+                f"consumer {consumer!r} has two cursors in {topic!r} (two files with one name?); "
+                "only the first is exported"
+            )
         ap.sink.write_raw(prometheus_text(risks))
     else:
         sink = ap.sink if mode is None or mode == ap.sink.mode else _sink_for(ap.sink, mode)
@@ -174,14 +179,30 @@ def _number(value: float) -> str:
     return repr(round(value, 3))
 
 
+def _duplicates(risks: list[ConsumerRisk]) -> list[tuple[str, str]]:
+    seen: set[tuple[str, str]] = set()
+    dups = []
+    for r in risks:
+        key = (r.cursor.consumer, r.cursor.topic)
+        if key in seen:
+            dups.append(key)
+        seen.add(key)
+    return dups
+
+
 def prometheus_text(risks: list[ConsumerRisk]) -> str:
     """The text exposition format (version 0.0.4): HELP and TYPE once per metric, one
-    gauge sample per consumer and topic. A missing topic has no samples; a falloff nothing
-    foreseeable causes is ``+Inf`` when the topic has no retention, absent when unknown."""
+    gauge sample per consumer and topic (the first cursor when a pair repeats). A missing
+    topic has no samples; a falloff nothing foreseeable causes is ``+Inf`` when nothing
+    unread can fall off (no retention, or caught up), absent when unknown (a cap, no
+    measured rate)."""
     values: dict[str, list[tuple[ConsumerRisk, float]]] = {name: [] for name, _ in _METRICS}
+    seen: set[tuple[str, str]] = set()
     for r in risks:
-        if r.status == "missing":
+        key = (r.cursor.consumer, r.cursor.topic)
+        if r.status == "missing" or key in seen:
             continue
+        seen.add(key)
         if r.lag_records is not None:
             values["topics_consumer_lag_records"].append((r, r.lag_records))
         if r.lag_ms is not None:
