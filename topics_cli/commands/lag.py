@@ -69,7 +69,8 @@ def lag(
         bool,
         typer.Option(
             "--map",
-            help="Draw the coverage map of one consumer's unread range (one cursor only).",
+            help="Draw the coverage map of one consumer's unread range (one cursor only; "
+            "replays that range without printing it).",
         ),
     ] = False,
     output: Annotated[
