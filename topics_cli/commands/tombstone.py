@@ -157,6 +157,8 @@ def _cursor_report(
 ) -> dict[str, Any]:
     """One cursor's line: a gap now (the server's tombstone), lag, headroom, and when
     retention reaches it; ``status`` gap | at_risk | ok."""
+    from topics_cli.consumers import eviction_estimate
+
     probe = client.topics.diff(topic, from_seq=cursor.seq, limit=1, include_meta=False)
     tomb = probe.tombstone
     gap = None
@@ -176,8 +178,6 @@ def _cursor_report(
         "lag": max(0, state.head_seq - cursor.seq),
         "headroom": cursor.seq - state.earliest_seq + 1,
     }
-    from topics_cli.consumers import eviction_estimate
-
     report.update(eviction_estimate(state, cursor.seq, rate, next_ts, now))
     soon = (
         warn_ms is not None
