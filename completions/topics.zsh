@@ -15,6 +15,7 @@
 #   topics gaps check --checkpoint --from --sample --warn-before -c -f
 #   topics gaps scan --checkpoint --from --until -c -f
 #   topics info
+#   topics lag --map --output --sample --warn-before -o
 #   topics lease
 #   topics lease ack --lease-id --node
 #   topics lease claim --lease-ms --max --node -n

@@ -97,6 +97,7 @@ _COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "serve": ("serve", None, "Run the bundled reference server."),
     "tombstone": ("tombstone", None, "Gap checks: will a reader hit a gap, is a range complete?"),
     "gaps": ("tombstone", None, "Alias of `topics tombstone`."),
+    "lag": ("lag", None, "Consumer lag and time-to-loss from checkpoints or cursors."),
     "router": ("router", None, "Copy a topic's new records into another topic."),
     "lease": ("lease", None, "Lease queues: claim, ack, nack, run a command per job."),
     "config": ("config", None, "Named profiles: url, api key, output."),
