@@ -201,3 +201,51 @@ def test_importing_the_plugin_loads_neither_httpx_nor_the_server() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert out.stdout.strip() == ""
+
+
+def _readme_blocks(language: str) -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## Testing your code\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    fence = f"```{language}\n"
+    blocks = []
+    at = section.find(fence)
+    while at >= 0:
+        end = section.index("```", at + len(fence))
+        blocks.append(section[at + len(fence) : end])
+        at = section.find(fence, end + 3)
+    return blocks
+
+
+def test_readme_pytest_example_runs_as_written(pytester: pytest.Pytester, clean_env: None) -> None:
+    [example] = _readme_blocks("python")
+    pytester.makepyfile(test_readme=example)
+    _run(pytester, "-v").assert_outcomes(passed=1)
+
+
+def test_readme_ci_snippet_runs_as_written(tmp_path: Path) -> None:
+    """The snippet as printed, on a free port (the defaults' port 4000 may be taken here)."""
+    import os
+
+    from tests.serverproc import free_port
+
+    [snippet] = _readme_blocks("bash")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOPICS")}
+    env.update(
+        TOPICS_PORT=str(port),
+        TOPICS_URL=f"http://127.0.0.1:{port}",
+        TOPICS_DATA_DIR=str(tmp_path / "data"),
+        PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+        PYTHONPATH=str(ROOT),
+    )
+    script = f"set -e\n{snippet}\nkill %1\nwait\n"
+    topics = Path(sys.executable).with_name("topics")
+    if not topics.exists():
+        pytest.skip("no `topics` script beside this Python")
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    suite = (tmp_path / "smoke.xml").read_text()
+    assert 'failures="0"' in suite and 'tests="9"' in suite
