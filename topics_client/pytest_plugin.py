@@ -34,12 +34,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
-import signal
-import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    import subprocess
+
     from ._client import AsyncClient, Client
 
 __all__ = ["ReferenceServer"]
@@ -121,6 +119,8 @@ class ReferenceServer:
         return self.data_dir / "server.log"
 
     def start(self) -> ReferenceServer:
+        import subprocess
+
         _require_server_extra()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         port_file = self.data_dir / "port"
@@ -186,6 +186,9 @@ class ReferenceServer:
             return ""
 
     def stop(self) -> None:
+        import signal
+        import subprocess
+
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -225,6 +228,8 @@ def topics_server(
     pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Base URL of the topics server the tests use (see the module docstring)."""
+    import shutil
+
     external = _external_url(pytestconfig)
     if external:
         yield external
@@ -273,6 +278,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
 
 def topic_name(prefix: str, test_name: str) -> str:
     """``prefix`` + the test's name made safe for a topic name + 8 random hex digits."""
+    import uuid
+
     stem = _UNSAFE.sub("-", test_name).strip("-.:")[:80]
     name = f"{prefix}{stem}-{uuid.uuid4().hex[:8]}"
     if not name[0].isalnum():
