@@ -94,6 +94,7 @@ _COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "rm": ("topic", "rm", "Delete a topic and the routers that touch it."),
     "status": ("status", None, "Server health, readiness and metrics."),
     "smoke": ("smoke", None, "Check a running server end to end (CI, on call)."),
+    "bench": ("bench", None, "Benchmark a server: latency percentiles, throughput."),
     "demo": ("demo", None, "The recipes, live, on a private server."),
     "serve": ("serve", None, "Run the bundled reference server."),
     "tombstone": ("tombstone", None, "Gap checks: will a reader hit a gap, is a range complete?"),
