@@ -2,6 +2,7 @@
 # Do not edit; install with `topics --install-completion` or source this file.
 # Command tree:
 #   topics --api-key --debug --install-completion --no-color --output --profile --quiet --show-completion --template --url --version -o -q -u
+#   topics bench --batch --clients --compare --durability --duration --histogram --limit --procs --records --size --topic-prefix --watchers -c -n -p
 #   topics config
 #   topics config get --profile -p
 #   topics config list

@@ -416,11 +416,11 @@ async def _watch_shard(
     tasks = [asyncio.create_task(w.run(ctl, d)) for w, d in zip(pool, dones, strict=True)]
     started = time.perf_counter()
     try:
-        live = asyncio.gather(*(w.live.wait() for w in pool))
+        live = _all_set([w.live for w in pool])
         await _until(live, tasks, DELIVERY_TIMEOUT_S)
         ctl.ready()
         started = time.perf_counter()
-        everything = asyncio.gather(*(d.wait() for d in dones))
+        everything = _all_set(dones)
         await _until(everything, tasks, DELIVERY_TIMEOUT_S, soft=True)
     finally:
         for task in tasks:
@@ -434,12 +434,17 @@ async def _watch_shard(
     return part, pool
 
 
+async def _all_set(events: list[asyncio.Event]) -> None:
+    for event in events:
+        await event.wait()
+
+
 async def _until(
     waiter: Awaitable[Any], tasks: list[asyncio.Task[None]], timeout: float, soft: bool = False
 ) -> None:
     """Wait for ``waiter``; a watcher task that failed raises its error; on timeout raise
     (``soft``: return, and the counts show what never arrived)."""
-    guard = asyncio.ensure_future(waiter)
+    guard = asyncio.ensure_future(waiter)  # a plain coroutine: cancelling it leaves no warning
     try:
         deadline = time.monotonic() + timeout
         while not guard.done():
