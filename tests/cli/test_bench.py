@@ -201,8 +201,36 @@ def test_pretty_on_a_terminal_draws_progress_summary_and_histogram(
     assert "write: 30 samples" in text and "│█" in text  # the histogram
 
 
-def _interrupt(base_url: str, tmp_path: Path, prefix: str, *args: str) -> tuple[int, str]:
-    """Start a long bench, SIGINT it once its topic exists, return (exit code, stderr)."""
+def generators_of(pid: int) -> list[int]:
+    """The ``--procs`` generator processes (multiprocessing spawn children) of ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+def _interrupt(
+    base_url: str, tmp_path: Path, prefix: str, *args: str, generators: int = 0
+) -> tuple[int, str]:
+    """Start a long bench, SIGINT it once its topic (and its ``generators`` processes)
+    exist; return (exit code, stderr) after checking those processes ended too."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "topics_cli", "bench", *args, "--topic-prefix", prefix],
         stdout=subprocess.DEVNULL,
@@ -212,12 +240,16 @@ def _interrupt(base_url: str, tmp_path: Path, prefix: str, *args: str) -> tuple[
     )
     try:
         deadline = time.monotonic() + 30
-        while not names_under(base_url, prefix):
+        while not names_under(base_url, prefix) or len(generators_of(proc.pid)) < generators:
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the bench never created its topic"
+            assert time.monotonic() < deadline, "the bench never got going"
             time.sleep(0.05)
+        children = generators_of(proc.pid)
         os.kill(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=30)
+        while not all(gone(child) for child in children):
+            assert time.monotonic() < deadline + 30, "a generator process outlived the bench"
+            time.sleep(0.05)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -233,16 +265,16 @@ def test_ctrl_c_deletes_what_the_run_created(base_url: str, tmp_path: Path, pref
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "generators"),
     [
-        pytest.param(("router", "-n", "10000000"), id="router"),
-        pytest.param(("write", "-n", "10000000", "-c", "2", "--procs", "2"), id="procs"),
+        pytest.param(("router", "-n", "10000000"), 0, id="router"),
+        pytest.param(("write", "-n", "10000000", "-c", "2", "--procs", "2"), 2, id="procs"),
     ],
 )
 def test_ctrl_c_deletes_routers_and_stops_generators(
-    base_url: str, tmp_path: Path, prefix: str, args: tuple[str, ...]
+    base_url: str, tmp_path: Path, prefix: str, args: tuple[str, ...], generators: int
 ) -> None:
-    code, err = _interrupt(base_url, tmp_path, prefix, *args)
+    code, err = _interrupt(base_url, tmp_path, prefix, *args, generators=generators)
     assert code == 130
     assert "interrupted" in err and "Traceback" not in err
     assert names_under(base_url, prefix) == []
