@@ -136,7 +136,8 @@ def plan(workloads: list[str], opts: Options) -> list[Step]:
                 params = {"watchers": watchers, "writes": n, "size": opts.size}
                 steps.append(Step("fanout", f"fanout watchers={watchers}", params, n * watchers))
         elif workload == "router":
-            steps.append(Step("router", "router", {"writes": n}, n, multiproc=False))
+            # both watchers count their arrivals
+            steps.append(Step("router", "router", {"writes": n}, 2 * n, multiproc=False))
         elif workload == "queue":
             params = {"workers": opts.clients, "batch": opts.batch, "jobs": n}
             steps.append(Step("queue", "queue", params, n))
@@ -421,7 +422,7 @@ async def _watch_shard(
         ctl.ready()
         started = time.perf_counter()
         everything = _all_set(dones)
-        await _until(everything, tasks, DELIVERY_TIMEOUT_S, soft=True)
+        await _until(everything, tasks, DELIVERY_TIMEOUT_S, lambda: sum(w.got for w in pool))
     finally:
         for task in tasks:
             task.cancel()
@@ -440,19 +441,27 @@ async def _all_set(events: list[asyncio.Event]) -> None:
 
 
 async def _until(
-    waiter: Awaitable[Any], tasks: list[asyncio.Task[None]], timeout: float, soft: bool = False
+    waiter: Awaitable[Any],
+    tasks: list[asyncio.Task[None]],
+    timeout: float,
+    moving: Callable[[], int] | None = None,
 ) -> None:
-    """Wait for ``waiter``; a watcher task that failed raises its error; on timeout raise
-    (``soft``: return, and the counts show what never arrived)."""
+    """Wait for ``waiter``; a watcher task that failed raises its error. Without ``moving``
+    a wait longer than ``timeout`` raises; with it, the wait ends (the counts then show what
+    never arrived) once ``moving()`` has not changed for ``timeout``."""
     guard = asyncio.ensure_future(waiter)  # a plain coroutine: cancelling it leaves no warning
     try:
         deadline = time.monotonic() + timeout
+        seen = moving() if moving is not None else 0
         while not guard.done():
             left = deadline - time.monotonic()
             if left <= 0:
-                if soft:
+                if moving is None:
+                    raise TimeoutError(f"the watchers did not go live within {timeout:.0f} s")
+                if moving() == seen:
                     return
-                raise TimeoutError("the watchers did not go live within 30 s")
+                seen, deadline = moving(), time.monotonic() + timeout
+                continue
             await asyncio.wait([guard, *tasks], timeout=left, return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
                 if task.done() and not task.cancelled() and task.exception() is not None:
