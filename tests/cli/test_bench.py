@@ -140,6 +140,13 @@ def test_procs_two_merges_histograms(topics: Callable[..., Run]) -> None:
     assert row["ops"] == 40
 
 
+def test_procs_two_split_the_replayed_range_exactly(topics: Callable[..., Run]) -> None:
+    doc = bench_json(topics, "replay", "-n", "31", "--limit", "4", "-c", "3", "--procs", "2")
+    (row,) = doc["results"]
+    assert row["procs"] == 2
+    check_row(row, 31)  # every record read once: no range overlaps or is left out
+
+
 def test_procs_two_splits_fanout_watchers(topics: Callable[..., Run]) -> None:
     doc = bench_json(topics, "fanout", "-n", "10", "--watchers", "3", "--procs", "2")
     (row,) = doc["results"]
@@ -148,17 +155,17 @@ def test_procs_two_splits_fanout_watchers(topics: Callable[..., Run]) -> None:
 
 
 def test_compare_prints_ratios(topics: Callable[..., Run], tmp_path: Path) -> None:
-    first = topics("bench", "write", "-n", "20", "-c", "2", "-o", "json", timeout=60)
+    first = topics("bench", "write", "-n", "10", "-c", "2", "-o", "json", timeout=60)
     assert first.code == 0, first.err
     (tmp_path / "before.json").write_text(first.out)
-    doc = bench_json(topics, "write", "-n", "20", "-c", "2", "--compare", "before.json")
+    doc = bench_json(topics, "write", "-n", "10", "-c", "2", "--compare", "before.json")
     old, new = json.loads(first.out)["results"][0], doc["results"][0]
     ratios = doc["compare"]["ratios"]["write"]
     for key in ("p50", "p99", "max"):
         want = round(new["latency_ms"][key] / old["latency_ms"][key], 3)
         assert ratios[key] == pytest.approx(want, abs=0.002)
     assert ratios["throughput"] == pytest.approx(new["throughput"] / old["throughput"], rel=0.01)
-    pretty = topics("bench", "write", "-n", "20", "--compare", "before.json", "-o", "pretty")
+    pretty = topics("bench", "write", "-n", "5", "--compare", "before.json", "-o", "pretty")
     assert pretty.code == 0, pretty.err
     assert "ratio (this ÷ earlier)" in pretty.out and "before.json" in pretty.out
 

@@ -44,7 +44,8 @@ at the end, also after an error or Ctrl-C. Latencies are in ms; "gen CPU" is
 the load generator's own CPU time over the wall time (100% = one core busy):
 near the machine's cores, the generator, not the server, is the limit; then
 --procs N spreads the load over N processes, whose histograms are merged
-bucket by bucket (never averaged percentiles).
+bucket by bucket (never averaged percentiles); fanout splits its watchers
+among them; router always runs in one process.
 
 \b
 Examples:
