@@ -107,6 +107,23 @@ def test_queue_claims_and_acks_every_job(topics: Callable[..., Run]) -> None:
     assert row["ops"] >= math.ceil(30 / 4)
 
 
+def test_all_runs_every_workload(topics: Callable[..., Run], base_url: str, prefix: str) -> None:
+    args = ("-n", "40", "-c", "4", "--limit", "20", "--watchers", "2", "--topic-prefix", prefix)
+    doc = bench_json(topics, "all", *args)
+    assert [r["name"] for r in doc["results"]] == [
+        "write",
+        "write batch=100",  # all without --batch: ack latency and batched throughput
+        "replay limit=20",
+        "fanout watchers=2",
+        "router",
+        "queue",
+    ]
+    for row in doc["results"]:
+        assert row["records"] == row["expected"] > 0, row["name"]
+    assert doc["results"][1]["records"] == 100  # rounded up to whole batches
+    assert names_under(base_url, prefix) == []
+
+
 def test_json_schema(topics: Callable[..., Run]) -> None:
     doc = bench_json(topics, "write", "-n", "5", "-c", "1")
     assert doc["schema"] == "topics-bench/1"

@@ -58,6 +58,7 @@ class Options:
     size: int = 100
     clients: int = 16
     batch: int = 1
+    write_batches: tuple[int, ...] = (1,)  # a write row per batch size
     durability: str | None = None
     duration: float | None = None
     watchers: tuple[int, ...] = DEFAULT_WATCHERS
@@ -124,9 +125,10 @@ def plan(workloads: list[str], opts: Options) -> list[Step]:
     for workload in workloads:
         n = opts.count(workload)
         if workload == "write":
-            name = "write" if opts.batch == 1 else f"write batch={opts.batch}"
-            params = {"clients": opts.clients, "batch": opts.batch, "size": opts.size}
-            steps.append(Step("write", name, params, n))
+            for batch in opts.write_batches:
+                name = "write" if batch == 1 else f"write batch={batch}"
+                params = {"clients": opts.clients, "batch": batch, "size": opts.size}
+                steps.append(Step("write", name, params, n))
         elif workload == "replay":
             for limit in opts.limits:
                 params = {"limit": limit, "clients": opts.clients, "records": n}
@@ -265,7 +267,7 @@ async def _write(
 ) -> Part:
     from topics_client import NewRecord
 
-    topic, batch = state["topic"], opts.batch
+    topic, batch = state["topic"], step.params["batch"]
     requests = share(math.ceil(step.total / batch), index, shards)
     workers = max(1, share(opts.clients, index, shards))
     records = [NewRecord(payload(opts.size))] * batch

@@ -26,7 +26,8 @@ HELP = """Benchmark a topics server: latency percentiles, throughput, a histogra
 \b
 Workloads (WORKLOAD is one of them, a comma-separated list, or all):
   write    single-record writes from --clients concurrent writers, each timed
-           from send to ack (--batch N: N records per write, for throughput)
+           from send to ack (--batch N: N records per write, for throughput;
+           `all` without --batch runs both 1 and 100)
   replay   /diff pages of --limit 1, 256 and 1000 records over a filled topic,
            read by --clients concurrent readers
   fanout   write -> SSE delivery latency with --watchers 1, 10 and 100 watchers
@@ -37,7 +38,8 @@ Workloads (WORKLOAD is one of them, a comma-separated list, or all):
            --records jobs (--batch jobs per claim)
 
 Default --records per workload: write 20000, replay 20000, fanout 500 writes,
-router 500 writes, queue 5000 jobs. --duration caps write, replay and queue.
+router 500 writes, queue 5000 jobs (batched writes round up to whole
+batches). --duration caps write, replay and queue.
 
 Everything the run creates is named --topic-prefix + a random id and deleted
 at the end, also after an error or Ctrl-C. Latencies are in ms; "gen CPU" is
@@ -137,8 +139,15 @@ def bench(
         int, typer.Option("--clients", "-c", min=1, help="Concurrent writers, readers or workers.")
     ] = 16,
     batch: Annotated[
-        int, typer.Option("--batch", min=1, max=1000, help="Records per write; jobs per claim.")
-    ] = 1,
+        int | None,
+        typer.Option(
+            "--batch",
+            min=1,
+            max=1000,
+            help="Records per write; jobs per claim [default: 1; all: write 1 and 100].",
+            show_default=False,
+        ),
+    ] = None,
     durability: Annotated[
         str | None,
         typer.Option(
@@ -211,7 +220,12 @@ def bench(
         records=records,
         size=size,
         clients=clients,
-        batch=batch,
+        batch=batch or 1,
+        write_batches=(batch,)
+        if batch
+        else (1, 100)
+        if workload.strip().lower() == "all"
+        else (1,),
         durability=durability.lower() if durability else None,
         duration=duration_s,
         watchers=_ints(watchers, "--watchers", DEFAULT_WATCHERS),
