@@ -150,13 +150,15 @@ def plan(workloads: list[str], opts: Options) -> list[Step]:
 
 
 def client(opts: Options, connections: int = 1) -> AsyncClient:
-    """An async client with ``connections`` pooled keep-alive connections, no retries."""
+    """An async client with ``connections`` pooled keep-alive connections. It keeps the
+    client's retries (a keep-alive connection the server closed as a request went out is
+    retried, as any application's would be); a retried request is timed whole."""
     import httpx
 
     from topics_client import AsyncClient
 
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return AsyncClient(opts.url, api_key=opts.api_key, timeout=60.0, max_retries=0, limits=limits)
+    return AsyncClient(opts.url, api_key=opts.api_key, timeout=60.0, limits=limits)
 
 
 def topic_name(opts: Options, step: Step, suffix: str = "") -> str:
