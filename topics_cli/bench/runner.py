@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from topics_cli.bench.histogram import Histogram
-from topics_cli.bench.workloads import Options, Part, Step, drive, setup, shard
+from topics_cli.bench.workloads import Options, Part, Step, drive, preload, setup, shard
 
 __all__ = ["StepResult", "child_main", "run_step"]
 
@@ -58,12 +58,15 @@ class _LocalControl:
     def ready(self) -> None:
         self.readies += 1
 
+    async def go(self) -> None:
+        return None
+
 
 class _QueueControl:
     """A child's control: progress counts batched to a few messages a second."""
 
-    def __init__(self, out: Any, index: int) -> None:
-        self.out, self.index = out, index
+    def __init__(self, out: Any, index: int, start: Any) -> None:
+        self.out, self.index, self.start = out, index, start
         self.pending = 0
         self.sent_at = time.monotonic()
 
@@ -82,15 +85,31 @@ class _QueueControl:
     def ready(self) -> None:
         self.out.put(("ready", self.index, None))
 
+    async def go(self) -> None:
+        self.ready()
+        await asyncio.to_thread(self.start.wait)
+
 
 def child_main(
-    opts: Options, step: Step, state: dict[str, Any], index: int, procs: int, out: Any
+    opts: Options,
+    step: Step,
+    state: dict[str, Any],
+    index: int,
+    procs: int,
+    out: Any,
+    start: Any,
 ) -> None:
-    """One generator process (the target of a spawn child)."""
+    """One generator process (the target of a spawn child); ``start`` is the event the
+    parent sets once every generator is ready."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ctl = _QueueControl(out, index)
+    ctl = _QueueControl(out, index, start)
+
+    async def run() -> Part:
+        await preload()
+        return await shard(opts, step, state, index, procs, ctl)
+
     try:
-        part = asyncio.run(shard(opts, step, state, index, procs, ctl))
+        part = asyncio.run(run())
     except BaseException as exc:  # reported to the parent, which raises it as one line
         out.put(("error", index, f"{type(exc).__name__}: {exc}"))
         return
@@ -124,6 +143,7 @@ def _in_process(
         await driver
         return await work
 
+    asyncio.run(preload())
     cpu = time.process_time()
     part = asyncio.run(both())
     cpu = time.process_time() - cpu
@@ -143,8 +163,11 @@ def _spread(
 
     ctx = multiprocessing.get_context("spawn")
     inbox: Any = ctx.Queue()
+    start = ctx.Event()
     children = [
-        ctx.Process(target=child_main, args=(opts, step, state, i, procs, inbox), daemon=True)
+        ctx.Process(
+            target=child_main, args=(opts, step, state, i, procs, inbox, start), daemon=True
+        )
         for i in range(procs)
     ]
     parts: dict[int, Part] = {}
@@ -153,7 +176,8 @@ def _spread(
     stop = threading.Event()
 
     def collect() -> None:
-        while len(parts) + len(errors) < procs and not stop.is_set():
+        """Until every part is in or one generator failed (then the rest are stopped)."""
+        while len(parts) < procs and not errors and not stop.is_set():
             try:
                 kind, index, body = inbox.get(timeout=0.1)
             except queue.Empty:
@@ -166,6 +190,8 @@ def _spread(
                 progress(body)
             elif kind == "ready":
                 readies.add(index)
+                if len(readies) == procs:
+                    start.set()
             elif kind == "part":
                 parts[index] = Part.from_wire(body)
             else:
