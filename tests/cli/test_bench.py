@@ -187,6 +187,20 @@ def test_compare_prints_ratios(topics: Callable[..., Run], tmp_path: Path) -> No
     assert "ratio (this ÷ earlier)" in pretty.out and "before.json" in pretty.out
 
 
+@pytest.mark.parametrize("procs", ["1", "2"])
+def test_a_server_error_is_one_line_and_cleans_up(
+    topics: Callable[..., Run], base_url: str, prefix: str, procs: str
+) -> None:
+    # records over the server's 1 MiB limit: every write (in the generators) is refused
+    args = ("-n", "2", "--size", "1100000", "--procs", procs, "--topic-prefix", prefix)
+    run = topics("bench", "write", *args)
+    assert run.code == 1, run.err
+    (line,) = [text for text in run.err.splitlines() if text.startswith("topics: error:")]
+    assert "record_too_large" in line or "RecordTooLarge" in line
+    assert "Traceback" not in run.err
+    assert names_under(base_url, prefix) == []
+
+
 def test_compare_with_a_file_that_is_not_a_report(
     topics: Callable[..., Run], tmp_path: Path
 ) -> None:
