@@ -93,6 +93,7 @@ _COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "ls": ("topic", "ls", "List topics."),
     "rm": ("topic", "rm", "Delete a topic and the routers that touch it."),
     "status": ("status", None, "Server health, readiness and metrics."),
+    "top": ("top", None, "Live view of every topic, router and queue."),
     "demo": ("demo", None, "The recipes, live, on a private server."),
     "serve": ("serve", None, "Run the bundled reference server."),
     "tombstone": ("tombstone", None, "Gap checks: will a reader hit a gap, is a range complete?"),

@@ -1,0 +1,461 @@
+"""``topics top``: the whole server at a glance, live (or one snapshot for scripts).
+
+The numbers come from :mod:`topics_cli.top_model` (pure), the screen from
+:mod:`topics_cli.top_render`; this module does the I/O: the requests of each refresh
+(:class:`Poller`), the key reader and the live loop (:func:`run_live`), the snapshot
+(:func:`snapshot`).
+
+A refresh costs the server: the topic listing (``page_size`` 1000, so one request per
+1,000 topics), ``/v0/metrics``, the router listing, and at most ``DETAIL_BUDGET`` small
+GETs (state of topics on screen whose config is not known yet or is 30 s old, queues every
+5 s, routers every 5 s, the oldest record's ``$ts`` of a TTL topic on screen when its
+``earliest_seq`` moved, at most every 10 s). Never a diff per topic per tick.
+
+Seam for ``--checkpoints`` (consumer risk): :func:`run_live` and :func:`snapshot` take a
+``risk`` hook (:data:`topics_cli.top_model.RiskHook`); given one, each refresh asks it for the
+topics on screen and the view grows an AT RISK column, highlighting rows it flags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from topics_cli.context import get_app
+from topics_cli.errors import EXIT_CODES_HELP, CliError
+from topics_cli.group import typer_app
+
+if TYPE_CHECKING:
+    from topics_cli.output import Sink
+    from topics_cli.top_model import RiskHook, Snapshot, TopModel
+    from topics_client import Client
+
+HELP = """Live view of the whole server: topics by write rate, routers, queues.
+
+One row per topic (type, durability, head, records, bytes, rec/s with a sparkline of the
+last minute, earliest seq, how full the cap is, the oldest record's age against the TTL);
+then routers (forwarding lag when the server reports a router cursor, records/s, state:
+running, paused by a full destination, stalled) and queues (ready, in flight, delayed,
+dead-lettered, jobs done per second). Figures a server does not report show as "–".
+
+Keys: q (or Ctrl-C) quit, s next sort, r/h/n/f sort by rate/head/name/fill, p or space
+pause. The screen shows the top rows by the sort key that fit; resize at will.
+
+Not on a terminal, with -o json|jsonl, or with --once: one snapshot and exit. Rates need
+two samples, so a snapshot takes two listings --interval apart (--interval 0: one listing,
+rates null). It shows the top --rows topics (default 20; 0 = all, one state GET each).
+
+\b
+Examples:
+  topics top
+  topics top --sort fill --prefix 'tenant42:'
+  topics top --once -o json | jq '.topics[] | select(.fill > 0.9) | .topic'
+  topics top --once --rows 0 -o jsonl > snapshot.jsonl
+"""
+
+DETAIL_BUDGET = 16
+"""Extra per-topic/per-router GETs one live refresh may make."""
+HEALTH_EVERY_S = 30.0
+SNAPSHOT_ROWS = 20
+PAGE = 1000
+
+
+app = typer_app()
+
+
+class Poller:
+    """The requests of one refresh, fed into a :class:`TopModel`."""
+
+    def __init__(self, client: Client, model: TopModel) -> None:
+        self.client = client
+        self.model = model
+        self._health_at: float | None = None
+
+    def refresh(self, visible: list[str], budget: int | None, *, learn_all: bool = False) -> None:
+        """Listing + metrics + routers, then details (``budget=None``: all that are due)."""
+        from topics_cli.top_model import Listed, RouterInfo, parse_metrics
+
+        client, model = self.client, self.model
+        now = time.monotonic()
+        if self._health_at is None or now - self._health_at >= HEALTH_EVERY_S:
+            model.version = client.health().version or None
+            self._health_at = now
+        entries: list[Listed] = []
+        cursor: str | None = None
+        started = time.monotonic()
+        while True:
+            page = client.topics.list_page(
+                prefix=model.prefix or None, page_size=PAGE, cursor=cursor
+            )
+            entries.extend(
+                Listed(s.topic, s.head_seq, s.earliest_seq, s.count, s.bytes, s.durable, s.extra)
+                for s in page.items
+            )
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        # the listing's pages span some time: stamp it at its middle
+        model.add_listing(entries, (started + time.monotonic()) / 2)
+        model.add_metrics(parse_metrics(client.metrics()))
+        routers: list[RouterInfo] = []
+        cursor = None
+        while True:
+            rpage = client.routers.list_page(page_size=PAGE, cursor=cursor)
+            routers.extend(
+                RouterInfo(r.router, r.source, r.dest, r.forwarded_total) for r in rpage.items
+            )
+            cursor = rpage.next_cursor
+            if not cursor:
+                break
+        model.add_routers(routers, time.monotonic())
+        self.details(visible, budget, learn_all=learn_all)
+
+    def details(self, visible: list[str], budget: int | None, *, learn_all: bool) -> None:
+        model = self.model
+        rounds = 0
+        while True:
+            want = model.wanted_details(
+                visible, budget if budget is not None else 1_000_000, learn_all=learn_all
+            )
+            if not want:
+                return
+            for kind, name in want:
+                self._detail(kind, name)
+            rounds += 1
+            if budget is not None or rounds > 2:
+                return
+
+    def _detail(self, kind: str, name: str) -> None:
+        import topics_client as tc
+        from topics_cli.top_model import Detail
+
+        model, now = self.model, time.monotonic()
+        try:
+            if kind == "router":
+                r = self.client.routers.get(name)
+                cursor = r.extra.get("source_cursor", r.extra.get("cursor"))
+                state, reason = r.extra.get("state"), r.extra.get("reason")
+                model.add_router_state(
+                    name,
+                    state if isinstance(state, str) else None,
+                    reason if isinstance(reason, str) else None,
+                    cursor if isinstance(cursor, int) else None,
+                    now,
+                )
+            elif kind == "topic":
+                s = self.client.topics.get(name, touch=False)
+                c, q = s.config, s.queue
+                model.add_detail(
+                    name,
+                    Detail(
+                        type=s.type,
+                        durability=c.durability,
+                        cap_records=c.cap_records,
+                        cap_bytes=c.cap_bytes,
+                        ttl_ms=c.ttl_ms,
+                        ready=q.ready if q else None,
+                        in_flight=q.in_flight if q else None,
+                        dead_lettered=q.dead_lettered if q else None,
+                        fetched_at=now,
+                    ),
+                )
+            else:  # the oldest live record's $ts (TTL topics)
+                earliest = model.earliest_of(name)
+                if earliest is None:
+                    return
+                d = self.client.topics.diff(
+                    name, from_seq=max(0, earliest - 1), limit=1, include_meta=False
+                )
+                ts = d.records[0].ts if d.records else None
+                model.add_oldest(name, d.records[0].seq if d.records else earliest, ts, now)
+        except tc.TopicNotFoundError:
+            model.forget_topic(name)
+        except tc.NotFoundError:
+            pass
+
+
+def _snapshot(model: TopModel, rows: int | None, risk: RiskHook | None, **kw: Any) -> Snapshot:
+    return model.snapshot(rows=rows, wall_ms=int(time.time() * 1000), risk=risk, **kw)
+
+
+def snapshot(
+    client: Client,
+    model: TopModel,
+    *,
+    interval: float,
+    rows: int | None,
+    risk: RiskHook | None = None,
+) -> Snapshot:
+    """Two samples ``interval`` apart (one when it is 0), every detail of the rows shown."""
+    poller = Poller(client, model)
+    poller.refresh([], 0)
+    if interval > 0:
+        time.sleep(interval)
+        poller.refresh([], 0)
+    learn_all = model.sort == "fill"
+    shown = [r.topic for r in _snapshot(model, rows, None).topics]
+    poller.details(shown, None, learn_all=learn_all)
+    if learn_all:  # the order may change once every fill is known
+        shown = [r.topic for r in _snapshot(model, rows, None).topics]
+        poller.details(shown, None, learn_all=False)
+    return _snapshot(model, rows, risk)
+
+
+def emit_snapshot(sink: Sink, snap: Snapshot, url: str, with_risk: bool) -> None:
+    if sink.mode == "jsonl":
+        import orjson
+
+        lines = [{"kind": "server", "url": url, **snap.header.to_json()}]
+        lines += [{"kind": "topic", **r.to_json()} for r in snap.topics]
+        lines += [{"kind": "router", **r.to_json()} for r in snap.routers]
+        lines += [{"kind": "queue", **q.to_json()} for q in snap.queues]
+        sink.write_raw("".join(orjson.dumps(line).decode() + "\n" for line in lines))
+        return
+    value = {"url": url, **snap.to_json()}
+
+    def pretty(console: Any) -> None:
+        from topics_cli.top_render import render
+
+        console.print(
+            render(snap, url=url, footer=False, with_risk=with_risk, width=console.size.width)
+        )
+
+    sink.result(value, pretty)
+
+
+# -- live view ----------------------------------------------------------------------------
+
+
+class KeyReader:
+    """Puts each key pressed on ``fd`` into ``events`` from a thread, with the terminal in
+    cbreak mode (no echo, no line buffering; Ctrl-C still raises KeyboardInterrupt). The
+    terminal's settings are restored on every way out of the ``with`` block."""
+
+    def __init__(self, fd: int, events: queue.SimpleQueue[tuple[str, str]]) -> None:
+        self.fd = fd
+        self.events = events
+        self._stop = threading.Event()
+        self._saved: list[Any] | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> KeyReader:
+        import termios
+        import tty
+
+        if os.isatty(self.fd):
+            self._saved = termios.tcgetattr(self.fd)
+            tty.setcbreak(self.fd, termios.TCSANOW)
+            self._thread = threading.Thread(target=self._run, name="topics-top-keys", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import select
+
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([self.fd], [], [], 0.1)
+                if not ready:
+                    continue
+                data = os.read(self.fd, 64)
+            except (OSError, ValueError):
+                return
+            if not data:
+                return
+            text = data.decode(errors="ignore")
+            if text.startswith("\x1b"):
+                continue  # arrows and other escape sequences: not ours
+            for ch in text:
+                self.events.put(("key", ch))
+
+    def __exit__(self, *exc: object) -> None:
+        import termios
+
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(1.0)
+        if self._saved is not None:
+            with contextlib.suppress(termios.error, OSError):
+                termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+
+
+@contextlib.contextmanager
+def _on_resize(events: queue.SimpleQueue[tuple[str, str]]) -> Iterator[None]:
+    """SIGWINCH → a redraw event (``SimpleQueue.put`` is safe in a signal handler)."""
+    previous = signal.signal(signal.SIGWINCH, lambda *_: events.put(("resize", "")))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGWINCH, previous)
+
+
+_SORT_KEYS = {"r": "rate", "h": "head", "n": "name", "f": "fill"}
+
+
+def run_live(
+    client: Client,
+    model: TopModel,
+    *,
+    url: str,
+    interval: float,
+    no_color: bool,
+    rows: int | None = None,
+    risk: RiskHook | None = None,
+) -> None:
+    """The full-screen view until q or Ctrl-C."""
+    from rich.console import Console
+    from rich.live import Live
+
+    import topics_client as tc
+    from topics_cli.top_model import SORT_KEYS
+    from topics_cli.top_render import fit, render
+
+    console = Console(no_color=no_color, highlight=False)
+    events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+    poller = Poller(client, model)
+    paused = False
+    status = ""
+    visible: list[str] = []
+
+    def screen() -> Any:
+        nonlocal visible
+        height = console.size.height
+        layout = fit(height, *model.counts())
+        snap = model.snapshot(
+            rows=rows if rows else layout.topics,
+            wall_ms=int(time.time() * 1000),
+            risk=risk,
+            max_routers=layout.routers,
+            max_queues=layout.queues,
+        )
+        visible = [r.topic for r in snap.topics]
+        shown = status + ("  PAUSED" if paused else "")
+        return render(
+            snap,
+            url=url,
+            status=shown.strip(),
+            with_risk=risk is not None,
+            width=console.size.width,
+        )
+
+    poller.refresh([], 0)  # the first refresh fails loudly (exit code)
+    screen()  # which rows fit: their details come first
+    poller.details(visible, DETAIL_BUDGET, learn_all=model.sort == "fill")
+    next_at = time.monotonic() + interval
+    with (
+        KeyReader(sys.stdin.fileno(), events),
+        _on_resize(events),
+        Live(
+            screen(),
+            console=console,
+            screen=True,
+            auto_refresh=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        ) as live,
+    ):
+        while True:
+            if not paused and time.monotonic() >= next_at:
+                try:
+                    poller.refresh(visible, DETAIL_BUDGET, learn_all=model.sort == "fill")
+                    status = ""
+                except tc.TopicsError as exc:
+                    status = f"refresh failed: {exc} (retrying)"
+                next_at = time.monotonic() + interval
+            live.update(screen(), refresh=True)
+            wait = 0.5 if paused else max(0.0, next_at - time.monotonic())
+            try:
+                kind, key = events.get(timeout=wait)
+            except queue.Empty:
+                continue
+            if kind != "key":
+                continue  # resize: the loop redraws at the new size
+            key = key.lower()
+            if key == "q":
+                return
+            if key in ("p", " "):
+                paused = not paused
+                if not paused:
+                    next_at = time.monotonic()
+            elif key == "s":
+                model.sort = SORT_KEYS[(SORT_KEYS.index(model.sort) + 1) % len(SORT_KEYS)]
+            elif key in _SORT_KEYS:
+                model.sort = _SORT_KEYS[key]
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+@app.command("top", help=HELP, epilog=EXIT_CODES_HELP)
+def top(
+    ctx: typer.Context,
+    interval: Annotated[
+        str, typer.Option("--interval", "-i", help="Time between refreshes (e.g. 1s, 500ms).")
+    ] = "1s",
+    sort: Annotated[
+        str, typer.Option("--sort", help="rate | head | name | fill.", case_sensitive=False)
+    ] = "rate",
+    prefix: Annotated[
+        str, typer.Option("--prefix", help="Only topics whose name starts with this.")
+    ] = "",
+    once: Annotated[
+        bool, typer.Option("--once", help="One snapshot, then exit (the default off a terminal).")
+    ] = False,
+    rows: Annotated[
+        int | None,
+        typer.Option(
+            "--rows",
+            "-n",
+            min=0,
+            help="Topic rows to show (default: what fits the screen; 20 in a snapshot; 0 = all).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    from topics_cli.positions import PositionError, parse_duration_ms
+    from topics_cli.top_model import SORT_KEYS, TopModel
+
+    try:
+        interval_s = parse_duration_ms(interval) / 1000
+    except PositionError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--interval") from None
+    sort = sort.lower()
+    if sort not in SORT_KEYS:
+        raise typer.BadParameter(
+            f"{sort!r} is not one of {', '.join(SORT_KEYS)}", param_hint="--sort"
+        )
+    ap = get_app(ctx)
+    sink = ap.sink
+    live = not once and sink.mode == "pretty" and _isatty(sys.stdout) and _isatty(sys.stdin)
+    if live and interval_s <= 0:
+        raise CliError("--interval must be above 0 for the live view")
+    client = ap.client(max_retries=0, timeout=30.0)
+    model = TopModel(sort=sort, prefix=prefix)
+    if live:
+        # Ctrl-C is the usual way out (exit 0): the terminal is already restored by then
+        with contextlib.suppress(KeyboardInterrupt):
+            run_live(
+                client,
+                model,
+                url=ap.base_url,
+                interval=interval_s,
+                no_color=sink.no_color,
+                rows=rows,
+            )
+        return
+    limit = SNAPSHOT_ROWS if rows is None else (rows or None)
+    snap = snapshot(client, model, interval=interval_s, rows=limit)
+    emit_snapshot(sink, snap, ap.base_url, with_risk=False)
