@@ -127,7 +127,7 @@ def _header(snap: Snapshot, url: str, status: str) -> list[Text]:
     if status:
         line1.append(f"  {status}", style="yellow bold")
     line2 = Text(
-        f"{_int(h.topics)} topics ({snap.topics_matching:,} shown of them)"
+        f"{_int(h.topics)} topics ({snap.topics_matching:,} match the prefix)"
         if snap.prefix
         else f"{_int(h.topics)} topics",
     )
@@ -137,6 +137,9 @@ def _header(snap: Snapshot, url: str, status: str) -> list[Text]:
         f"{_int(h.sse_connections)} SSE  {_int(h.watch_sessions)} watch sessions  "
         f"{_int(h.leases_in_flight)} leases"
     )
+    for line in (line1, line2):  # one screen line each, whatever the width
+        line.no_wrap = True
+        line.overflow = "ellipsis"
     return [line1, line2]
 
 
@@ -277,5 +280,5 @@ def render(
     if snap.queues:
         parts += [Text(""), _queue_table(snap.queues)]
     if footer:
-        parts.append(Text(FOOTER, style="dim"))
+        parts.append(Text(FOOTER, style="dim", no_wrap=True, overflow="ellipsis"))
     return Group(*parts)

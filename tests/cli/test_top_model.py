@@ -3,6 +3,8 @@ metrics parsing, the per-refresh request budget (no server needed)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from topics_cli.top_model import (
@@ -244,3 +246,30 @@ def test_ttl_topics_on_screen_get_their_oldest_record_aged() -> None:
     model.add_oldest("s", 1, ts=1_000, now=0.0)
     assert model.rows(wall_ms=31_000)[0].oldest_age_ms == 30_000
     assert model.wanted_details(["s"], budget=4) == []  # earliest has not moved
+
+
+def test_help_has_examples_and_the_command_is_listed() -> None:
+    from typer.testing import CliRunner
+
+    from topics_cli.app import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["top", "--help"]).output
+    assert "topics top --sort fill --prefix 'tenant42:'" in out
+    assert "--once" in out and "Exit codes" in out
+    listing = runner.invoke(app, ["--help"]).output
+    assert re.search(r"\n  top +Live view of every topic, router and queue\.\n", listing)
+
+
+def test_columns_drop_by_priority_on_narrow_screens() -> None:
+    from topics_cli.top_render import fit, sparkline, topic_columns
+
+    wide = topic_columns(None, with_risk=True, spark=True)
+    assert wide[0] == "TOPIC" and "AT RISK" in wide and "LAST 60s" in wide
+    narrow = topic_columns(60, with_risk=False, spark=True)
+    assert narrow[:1] == ["TOPIC"] and "REC/S" in narrow and "LAST 60s" not in narrow
+    assert sum(w + 2 for w in (12, 6, 6)) <= 60  # TOPIC HEAD REC/S always fit
+    assert sparkline([0, 5, 10]) == "▁▅█" and sparkline([0, 0]) == "▁▁"
+    layout = fit(40, n_routers=100, n_queues=1)
+    assert (layout.routers, layout.queues) == (8, 1) and layout.topics == 40 - 5 - 10 - 3
+    assert fit(5, 3, 3).topics == 1
