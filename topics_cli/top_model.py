@@ -22,6 +22,7 @@ per-topic traffic ``top`` makes, never a diff per topic per tick.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -520,34 +521,53 @@ class TopModel:
         m = self.metrics
         return m is not None and t.listed.topic in m.queue_ready
 
+    def _row(self, t: _Topic, wall_ms: int, rate: float | None) -> TopicRow:
+        e, d = t.listed, t.detail
+        oldest_age = None
+        if d is not None and t.oldest is not None and e.count > 0:
+            oldest_age = max(0, wall_ms - t.oldest[1])
+        return TopicRow(
+            topic=e.topic,
+            type=d.type if d else ("queue" if self._is_queue(t) else None),
+            durability=d.durability if d else ("fsync" if e.durable else None),
+            head_seq=e.head_seq,
+            records=e.count,
+            bytes=e.bytes,
+            earliest_seq=e.earliest_seq,
+            rate=rate,
+            spark=(),
+            fill=fill_ratio(e.count, e.bytes, d.cap_records, d.cap_bytes) if d else None,
+            cap_records=d.cap_records if d else None,
+            cap_bytes=d.cap_bytes if d else None,
+            ttl_ms=d.ttl_ms if d else None,
+            oldest_age_ms=oldest_age,
+        )
+
     def rows(self, wall_ms: int) -> list[TopicRow]:
         """Every topic's row, unsorted; ``wall_ms`` (epoch ms) ages the oldest records."""
-        out = []
-        window = RATE_WINDOW_S
-        for t in self._topics.values():
-            e, d = t.listed, t.detail
-            oldest_age = None
-            if d is not None and t.oldest is not None and e.count > 0:
-                oldest_age = max(0, wall_ms - t.oldest[1])
-            out.append(
-                TopicRow(
-                    topic=e.topic,
-                    type=d.type if d else ("queue" if self._is_queue(t) else None),
-                    durability=d.durability if d else ("fsync" if e.durable else None),
-                    head_seq=e.head_seq,
-                    records=e.count,
-                    bytes=e.bytes,
-                    earliest_seq=e.earliest_seq,
-                    rate=t.heads.rate(window),
-                    spark=(),
-                    fill=fill_ratio(e.count, e.bytes, d.cap_records, d.cap_bytes) if d else None,
-                    cap_records=d.cap_records if d else None,
-                    cap_bytes=d.cap_bytes if d else None,
-                    ttl_ms=d.ttl_ms if d else None,
-                    oldest_age_ms=oldest_age,
+        return [self._row(t, wall_ms, t.heads.rate(RATE_WINDOW_S)) for t in self._topics.values()]
+
+    def _order(self, topics: list[_Topic], rates: list[float | None]) -> Callable[[int], Any]:
+        """The sort key of :func:`sort_rows`, on indexes (no row objects for the unshown)."""
+        sort = self.sort
+        if sort == "name":
+            return lambda i: topics[i].listed.topic
+        if sort == "head":
+            return lambda i: (-topics[i].listed.head_seq, topics[i].listed.topic)
+        if sort == "fill":
+            fills = []
+            for t in topics:
+                e, d = t.listed, t.detail
+                fills.append(
+                    fill_ratio(e.count, e.bytes, d.cap_records, d.cap_bytes) if d else None
                 )
+            return lambda i: (
+                fills[i] is None,
+                -(fills[i] or 0.0),
+                -(rates[i] or 0.0),
+                topics[i].listed.topic,
             )
-        return out
+        return lambda i: (-(rates[i] or 0.0), -topics[i].listed.head_seq, topics[i].listed.topic)
 
     def snapshot(
         self,
@@ -559,23 +579,32 @@ class TopModel:
         max_queues: int | None = None,
     ) -> Snapshot:
         """The top ``rows`` topics by the sort key (``None``: all), the routers touching
-        them (all routers when no prefix is set), the queues among all matching topics."""
-        every = self.rows(wall_ms)
-        ordered = sort_rows(every, self.sort)
-        shown = ordered if rows is None else ordered[: max(0, rows)]
-        if self.spark_bins:  # only for the rows shown: a minute of samples each
+        them (all routers when no prefix is set), the queues among all matching topics.
+
+        Only the rows shown are built (and given a sparkline): with 10,000 topics a redraw
+        computes each rate and a sort key, nothing more.
+        """
+        topics = list(self._topics.values())
+        rates = [t.heads.rate(RATE_WINDOW_S) for t in topics]
+        key = self._order(topics, rates)
+        if rows is None:
+            chosen = sorted(range(len(topics)), key=key)
+        else:
+            chosen = heapq.nsmallest(max(0, rows), range(len(topics)), key=key)
+        shown = [self._row(topics[i], wall_ms, rates[i]) for i in chosen]
+        if self.spark_bins:  # a minute of samples each
             shown = [replace(r, spark=self.spark(r.topic)) for r in shown]
         if risk is not None:
             found = risk(shown)
             shown = [replace(r, at_risk=found.get(r.topic)) for r in shown]
-        heads = {r.topic: r.head_seq for r in every}
+        known = [r for r in rates if r is not None]
         return Snapshot(
-            header=self._header(every),
+            header=self._header(sum(known) if known else None),
             sort=self.sort,
             prefix=self.prefix,
-            topics_matching=len(every),
+            topics_matching=len(topics),
             topics=tuple(shown),
-            routers=tuple(self._router_rows(heads)[:max_routers]),
+            routers=tuple(self._router_rows()[:max_routers]),
             queues=tuple(self._queue_rows()[:max_queues]),
             samples=self.samples,
         )
@@ -592,14 +621,13 @@ class TopModel:
         routers = sum(self._matches(i.source, i.dest) for i in self._routers.values())
         return routers, sum(self._is_queue(t) for t in self._topics.values())
 
-    def _header(self, rows: Sequence[TopicRow]) -> Header:
+    def _header(self, write_rate: float | None) -> Header:
         g = self.metrics.gauges if self.metrics is not None else {}
 
         def gauge(name: str) -> int | None:
             value = g.get(name)
             return None if value is None or math.isnan(value) else int(value)
 
-        rates = [r.rate for r in rows if r.rate is not None]
         ready = g.get("topics_ready")
         return Header(
             version=self.version,
@@ -609,7 +637,7 @@ class TopModel:
             routers=gauge("topics_routers"),
             records_live=gauge("topics_records_live"),
             bytes_live=gauge("topics_bytes_live"),
-            write_rate=sum(rates) if rates else None,
+            write_rate=write_rate,
             sse_connections=gauge("topics_sse_connections"),
             watch_sessions=gauge("topics_watch_sessions"),
             leases_in_flight=gauge("topics_queue_leases_in_flight"),
@@ -618,12 +646,13 @@ class TopModel:
     def _matches(self, *names: str) -> bool:
         return not self.prefix or any(n.startswith(self.prefix) for n in names)
 
-    def _router_rows(self, heads: Mapping[str, int]) -> list[RouterRow]:
+    def _router_rows(self) -> list[RouterRow]:
         out = []
         for info in self._routers.values():
             if not self._matches(info.source, info.dest):
                 continue
-            head = heads.get(info.source)
+            source = self._topics.get(info.source)
+            head = source.listed.head_seq if source is not None else None
             lag = None
             if head is not None and info.cursor is not None:
                 lag = max(0, head - info.cursor)

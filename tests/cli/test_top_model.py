@@ -273,3 +273,20 @@ def test_columns_drop_by_priority_on_narrow_screens() -> None:
     layout = fit(40, n_routers=100, n_queues=1)
     assert (layout.routers, layout.queues) == (8, 1) and layout.topics == 40 - 5 - 10 - 3
     assert fit(5, 3, 3).topics == 1
+
+
+@pytest.mark.parametrize("sort", SORT_KEYS)
+def test_snapshot_order_is_sort_rows_order(sort: str) -> None:
+    import random
+
+    rng = random.Random(7)
+    model = TopModel(sort=sort)
+    names = [f"t{i:03}" for i in range(300)]
+    heads = {n: rng.randrange(0, 50) for n in names}
+    model.add_listing([listed(n, heads[n]) for n in names], now=0.0)
+    model.add_listing([listed(n, heads[n] + rng.randrange(0, 3)) for n in names], now=1.0)
+    for n in names[::3]:
+        model.add_detail(n, detail(cap_records=rng.choice([0, 10, 100])))
+    expected = [r.topic for r in sort_rows(model.rows(0), sort)]
+    assert [r.topic for r in model.snapshot(rows=25, wall_ms=0).topics] == expected[:25]
+    assert [r.topic for r in model.snapshot(rows=None, wall_ms=0).topics] == expected

@@ -73,11 +73,16 @@ app = typer_app()
 
 
 class Poller:
-    """The requests of one refresh, fed into a :class:`TopModel`."""
+    """The requests of one refresh, fed into a :class:`TopModel`.
 
-    def __init__(self, client: Client, model: TopModel) -> None:
+    The model is only touched under ``lock`` (the live view draws from another thread);
+    requests are made outside it.
+    """
+
+    def __init__(self, client: Client, model: TopModel, lock: threading.Lock | None = None):
         self.client = client
         self.model = model
+        self.lock = lock or threading.Lock()
         self._health_at: float | None = None
 
     def refresh(self, visible: list[str], budget: int | None, *, learn_all: bool = False) -> None:
@@ -87,7 +92,9 @@ class Poller:
         client, model = self.client, self.model
         now = time.monotonic()
         if self._health_at is None or now - self._health_at >= HEALTH_EVERY_S:
-            model.version = client.health().version or None
+            version = client.health().version or None
+            with self.lock:
+                model.version = version
             self._health_at = now
         entries: list[Listed] = []
         cursor: str | None = None
@@ -104,8 +111,8 @@ class Poller:
             if not cursor:
                 break
         # the listing's pages span some time: stamp it at its middle
-        model.add_listing(entries, (started + time.monotonic()) / 2)
-        model.add_metrics(parse_metrics(client.metrics()))
+        middle = (started + time.monotonic()) / 2
+        metrics = parse_metrics(client.metrics())
         routers: list[RouterInfo] = []
         cursor = None
         while True:
@@ -116,16 +123,20 @@ class Poller:
             cursor = rpage.next_cursor
             if not cursor:
                 break
-        model.add_routers(routers, time.monotonic())
+        with self.lock:
+            model.add_listing(entries, middle)
+            model.add_metrics(metrics)
+            model.add_routers(routers, time.monotonic())
         self.details(visible, budget, learn_all=learn_all)
 
     def details(self, visible: list[str], budget: int | None, *, learn_all: bool) -> None:
         model = self.model
         rounds = 0
         while True:
-            want = model.wanted_details(
-                visible, budget if budget is not None else 1_000_000, learn_all=learn_all
-            )
+            with self.lock:
+                want = model.wanted_details(
+                    visible, budget if budget is not None else 1_000_000, learn_all=learn_all
+                )
             if not want:
                 return
             for kind, name in want:
@@ -138,47 +149,50 @@ class Poller:
         import topics_client as tc
         from topics_cli.top_model import Detail
 
-        model, now = self.model, time.monotonic()
+        model, now, lock = self.model, time.monotonic(), self.lock
         try:
             if kind == "router":
                 r = self.client.routers.get(name)
                 cursor = r.extra.get("source_cursor", r.extra.get("cursor"))
                 state, reason = r.extra.get("state"), r.extra.get("reason")
-                model.add_router_state(
-                    name,
-                    state if isinstance(state, str) else None,
-                    reason if isinstance(reason, str) else None,
-                    cursor if isinstance(cursor, int) else None,
-                    now,
-                )
+                with lock:
+                    model.add_router_state(
+                        name,
+                        state if isinstance(state, str) else None,
+                        reason if isinstance(reason, str) else None,
+                        cursor if isinstance(cursor, int) else None,
+                        now,
+                    )
             elif kind == "topic":
                 s = self.client.topics.get(name, touch=False)
                 c, q = s.config, s.queue
-                model.add_detail(
-                    name,
-                    Detail(
-                        type=s.type,
-                        durability=c.durability,
-                        cap_records=c.cap_records,
-                        cap_bytes=c.cap_bytes,
-                        ttl_ms=c.ttl_ms,
-                        ready=q.ready if q else None,
-                        in_flight=q.in_flight if q else None,
-                        dead_lettered=q.dead_lettered if q else None,
-                        fetched_at=now,
-                    ),
+                detail = Detail(
+                    type=s.type,
+                    durability=c.durability,
+                    cap_records=c.cap_records,
+                    cap_bytes=c.cap_bytes,
+                    ttl_ms=c.ttl_ms,
+                    ready=q.ready if q else None,
+                    in_flight=q.in_flight if q else None,
+                    dead_lettered=q.dead_lettered if q else None,
+                    fetched_at=now,
                 )
+                with lock:
+                    model.add_detail(name, detail)
             else:  # the oldest live record's $ts (TTL topics)
-                earliest = model.earliest_of(name)
+                with lock:
+                    earliest = model.earliest_of(name)
                 if earliest is None:
                     return
                 d = self.client.topics.diff(
                     name, from_seq=max(0, earliest - 1), limit=1, include_meta=False
                 )
                 ts = d.records[0].ts if d.records else None
-                model.add_oldest(name, d.records[0].seq if d.records else earliest, ts, now)
+                with lock:
+                    model.add_oldest(name, d.records[0].seq if d.records else earliest, ts, now)
         except tc.TopicNotFoundError:
-            model.forget_topic(name)
+            with lock:
+                model.forget_topic(name)
         except tc.NotFoundError:
             pass
 
@@ -311,85 +325,169 @@ def run_live(
     rows: int | None = None,
     risk: RiskHook | None = None,
 ) -> None:
-    """The full-screen view until q or Ctrl-C."""
+    """The full-screen view until q or Ctrl-C.
+
+    A refresher thread makes the requests every ``interval`` (a fixed cadence: a slow
+    refresh is followed by the next at once) while this thread draws and answers keys, so a
+    key never waits for a refresh. The model is shared under one lock.
+    """
     from rich.console import Console
     from rich.live import Live
 
-    import topics_client as tc
-    from topics_cli.top_model import SORT_KEYS
-    from topics_cli.top_render import fit, render
-
     console = Console(no_color=no_color, highlight=False)
     events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
-    poller = Poller(client, model)
-    paused = False
-    status = ""
-    visible: list[str] = []
-
-    def screen() -> Any:
-        nonlocal visible
-        height = console.size.height
-        layout = fit(height, *model.counts())
-        snap = model.snapshot(
-            rows=rows if rows else layout.topics,
-            wall_ms=int(time.time() * 1000),
-            risk=risk,
-            max_routers=layout.routers,
-            max_queues=layout.queues,
-        )
-        visible = [r.topic for r in snap.topics]
-        shown = status + ("  PAUSED" if paused else "")
-        return render(
-            snap,
-            url=url,
-            status=shown.strip(),
-            with_risk=risk is not None,
-            width=console.size.width,
-        )
+    lock = threading.Lock()
+    poller = Poller(client, model, lock)
+    view = _View(model, lock, console, url, rows, risk)
 
     poller.refresh([], 0)  # the first refresh fails loudly (exit code)
-    screen()  # which rows fit: their details come first
-    poller.details(visible, DETAIL_BUDGET, learn_all=model.sort == "fill")
-    next_at = time.monotonic() + interval
+    with lock:
+        view.draw()  # which rows fit: their details come first
+    poller.details(view.visible, DETAIL_BUDGET, learn_all=model.sort == "fill")
+    refresher = _Refresher(poller, view, events, interval)
     with (
         KeyReader(sys.stdin.fileno(), events),
         _on_resize(events),
         Live(
-            screen(),
+            view.draw(),
             console=console,
             screen=True,
             auto_refresh=False,
             redirect_stdout=False,
             redirect_stderr=False,
         ) as live,
+        refresher,
     ):
         while True:
-            if not paused and time.monotonic() >= next_at:
-                try:
-                    poller.refresh(visible, DETAIL_BUDGET, learn_all=model.sort == "fill")
-                    status = ""
-                except tc.TopicsError as exc:
-                    status = f"refresh failed: {exc} (retrying)"
-                next_at = time.monotonic() + interval
-            live.update(screen(), refresh=True)
-            wait = 0.5 if paused else max(0.0, next_at - time.monotonic())
             try:
-                kind, key = events.get(timeout=wait)
+                kind, key = events.get(timeout=1.0)  # ages move on even when idle
             except queue.Empty:
-                continue
-            if kind != "key":
-                continue  # resize: the loop redraws at the new size
-            key = key.lower()
-            if key == "q":
+                kind, key = "tick", ""
+            if kind == "failed":
+                raise refresher.crash or RuntimeError(key)
+            if kind == "error":
+                view.status = f"refresh failed: {key} (retrying)"
+            elif kind == "refreshed":
+                view.status = ""
+            elif kind == "key" and view.on_key(key.lower(), refresher):
                 return
-            if key in ("p", " "):
-                paused = not paused
-                if not paused:
-                    next_at = time.monotonic()
-            elif key == "s":
-                model.sort = SORT_KEYS[(SORT_KEYS.index(model.sort) + 1) % len(SORT_KEYS)]
-            elif key in _SORT_KEYS:
-                model.sort = _SORT_KEYS[key]
+            with lock:
+                screen = view.draw()
+            live.update(screen, refresh=True)
+
+
+class _View:
+    """What the screen shows: sort (in the model), pause, status line, rows that fit."""
+
+    def __init__(
+        self,
+        model: TopModel,
+        lock: threading.Lock,
+        console: Any,
+        url: str,
+        rows: int | None,
+        risk: RiskHook | None,
+    ) -> None:
+        self.model, self.lock, self.console, self.url = model, lock, console, url
+        self.rows, self.risk = rows, risk
+        self.paused = False
+        self.status = ""
+        self.visible: list[str] = []
+
+    def draw(self) -> Any:
+        """The screen at the console's current size (call with the lock held)."""
+        from topics_cli.top_render import fit, render
+
+        width, height = self.console.size
+        layout = fit(height, *self.model.counts())
+        snap = self.model.snapshot(
+            rows=self.rows or layout.topics,
+            wall_ms=int(time.time() * 1000),
+            risk=self.risk,
+            max_routers=layout.routers,
+            max_queues=layout.queues,
+        )
+        self.visible = [r.topic for r in snap.topics]
+        status = (self.status + ("  PAUSED" if self.paused else "")).strip()
+        return render(
+            snap, url=self.url, status=status, with_risk=self.risk is not None, width=width
+        )
+
+    def on_key(self, key: str, refresher: _Refresher) -> bool:
+        """Apply one key; True to leave."""
+        from topics_cli.top_model import SORT_KEYS
+
+        if key == "q":
+            return True
+        if key in ("p", " "):
+            self.paused = not self.paused
+            refresher.pause(self.paused)
+        elif key == "s":
+            with self.lock:
+                i = SORT_KEYS.index(self.model.sort)
+                self.model.sort = SORT_KEYS[(i + 1) % len(SORT_KEYS)]
+        elif key in _SORT_KEYS:
+            with self.lock:
+                self.model.sort = _SORT_KEYS[key]
+        return False
+
+
+class _Refresher:
+    """The thread that refreshes every ``interval`` and reports each one as an event."""
+
+    def __init__(
+        self,
+        poller: Poller,
+        view: _View,
+        events: queue.SimpleQueue[tuple[str, str]],
+        interval: float,
+    ) -> None:
+        self.poller, self.view, self.events, self.interval = poller, view, events, interval
+        self.crash: BaseException | None = None
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._thread = threading.Thread(target=self._run, name="topics-top-refresh", daemon=True)
+
+    def __enter__(self) -> _Refresher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._running.set()
+        self._thread.join(0.5)  # a request in flight is abandoned with the process
+
+    def pause(self, paused: bool) -> None:
+        if paused:
+            self._running.clear()
+        else:
+            self._running.set()
+
+    def _run(self) -> None:
+        import topics_client as tc
+
+        next_at = time.monotonic() + self.interval
+        while True:
+            self._running.wait()
+            if self._stop.wait(max(0.0, next_at - time.monotonic())) or self._stop.is_set():
+                return
+            if not self._running.is_set():
+                continue
+            model = self.poller.model
+            with self.poller.lock:
+                visible, learn_all = list(self.view.visible), model.sort == "fill"
+            try:
+                self.poller.refresh(visible, DETAIL_BUDGET, learn_all=learn_all)
+                self.events.put(("refreshed", ""))
+            except tc.TopicsError as exc:
+                self.events.put(("error", str(exc)))
+            except Exception as exc:  # a bug: end the view and report it
+                if not self._stop.is_set():
+                    self.crash = exc
+                    self.events.put(("failed", repr(exc)))
+                return
+            next_at = max(next_at + self.interval, time.monotonic())
 
 
 def _isatty(stream: Any) -> bool:
