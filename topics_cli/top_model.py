@@ -27,7 +27,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "RATE_WINDOW_S",
@@ -37,6 +37,7 @@ __all__ = [
     "Detail",
     "Header",
     "Listed",
+    "ListedLike",
     "QueueRow",
     "RiskHook",
     "RouterInfo",
@@ -63,6 +64,25 @@ OLDEST_MAX_AGE_S = 10.0
 
 
 # -- inputs -----------------------------------------------------------------------------
+
+
+class ListedLike(Protocol):
+    """A topic listing entry: :class:`Listed`, or the client's ``TopicSummary``."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def head_seq(self) -> int: ...
+    @property
+    def earliest_seq(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def durable(self) -> bool: ...
+    @property
+    def extra(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,7 +441,7 @@ class _History:
 
 @dataclass(slots=True)
 class _Topic:
-    listed: Listed
+    listed: ListedLike
     heads: _History = field(default_factory=_History)
     removed: _History = field(default_factory=_History)  # head - count (queues)
     detail: Detail | None = None
@@ -448,8 +468,11 @@ class TopModel:
 
     # -- feeding
 
-    def add_listing(self, entries: Iterable[Listed], now: float) -> None:
-        """A complete listing taken at monotonic time ``now``; topics not in it are gone."""
+    def add_listing(self, entries: Iterable[ListedLike], now: float) -> None:
+        """A complete listing taken at monotonic time ``now``; topics not in it are gone.
+
+        Entries are :class:`Listed` or anything with the same attributes (the client's
+        ``TopicSummary``: no copy per topic)."""
         self.now = now
         self.samples += 1
         seen = self.samples
@@ -461,10 +484,12 @@ class TopModel:
             t.listed = entry
             t.seen = seen
             t.heads.add(now, entry.head_seq)
-            t.removed.add(now, entry.head_seq - entry.count)
-            inline = _detail_from_listing(entry, now)
-            if inline is not None and (t.detail is None or t.detail.fetched_at <= now):
-                t.detail = inline
+            if entry.extra:
+                inline = _detail_from_listing(entry, now)
+                if inline is not None:
+                    t.detail = inline
+            if self._is_queue(t):  # jobs done per second: queues only
+                t.removed.add(now, entry.head_seq - entry.count)
         for name in [n for n, t in topics.items() if t.seen != seen]:
             del topics[name]
 
@@ -769,7 +794,7 @@ class TopModel:
         return None if t is None else t.listed.earliest_seq
 
 
-def _detail_from_listing(entry: Listed, now: float) -> Detail | None:
+def _detail_from_listing(entry: ListedLike, now: float) -> Detail | None:
     """A listing entry that carries ``type`` and ``config`` (an additive server extension)
     needs no state GET."""
     extra = entry.extra

@@ -180,13 +180,13 @@ def test_parse_metrics_reads_gauges_and_queue_series() -> None:
 
 def test_queue_rows_from_metrics_and_state() -> None:
     model = TopModel()
-    model.add_listing([listed("jobs", 10, count=8), listed("plain", 3)], now=0.0)
-    model.add_metrics(
+    model.add_metrics(  # before the listing, as a refresh feeds them: queues known at once
         parse_metrics(
             'topics_topic_queue_ready{topic="jobs"} 5\n'
             'topics_topic_queue_in_flight{topic="jobs"} 2\n'
         )
     )
+    model.add_listing([listed("jobs", 10, count=8), listed("plain", 3)], now=0.0)
     model.add_detail("jobs", detail("queue", ready=1, in_flight=1, dead_lettered=3))
     # 2 more jobs done (head - count grows by 2) over 2 s
     model.add_listing([listed("jobs", 10, count=6), listed("plain", 3)], now=2.0)

@@ -87,7 +87,7 @@ class Poller:
 
     def refresh(self, visible: list[str], budget: int | None, *, learn_all: bool = False) -> None:
         """Listing + metrics + routers, then details (``budget=None``: all that are due)."""
-        from topics_cli.top_model import Listed, RouterInfo, parse_metrics
+        from topics_cli.top_model import ListedLike, RouterInfo, parse_metrics
 
         client, model = self.client, self.model
         now = time.monotonic()
@@ -96,17 +96,14 @@ class Poller:
             with self.lock:
                 model.version = version
             self._health_at = now
-        entries: list[Listed] = []
+        entries: list[ListedLike] = []
         cursor: str | None = None
         started = time.monotonic()
         while True:
             page = client.topics.list_page(
                 prefix=model.prefix or None, page_size=PAGE, cursor=cursor
             )
-            entries.extend(
-                Listed(s.topic, s.head_seq, s.earliest_seq, s.count, s.bytes, s.durable, s.extra)
-                for s in page.items
-            )
+            entries.extend(page.items)
             cursor = page.next_cursor
             if not cursor:
                 break
@@ -124,8 +121,8 @@ class Poller:
             if not cursor:
                 break
         with self.lock:
+            model.add_metrics(metrics)  # first: it names the queues among the entries
             model.add_listing(entries, middle)
-            model.add_metrics(metrics)
             model.add_routers(routers, time.monotonic())
         self.details(visible, budget, learn_all=learn_all)
 
