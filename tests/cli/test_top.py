@@ -338,3 +338,93 @@ def test_usage_errors(topics: Callable[..., Run]) -> None:
     assert topics("top", "--interval", "soon", "--once").code == 2
     r = topics("top", "--once", env={"TOPICS_URL": "http://127.0.0.1:9"})
     assert r.code == 6 and r.err.startswith("topics: error: cannot connect")
+
+
+class _SparseServer:
+    """A relay in front of the real server that answers like a server offering less: no
+    ``/v0/metrics`` or ``/v0/health`` (404 envelope), and router GETs without the reference
+    server's additions (``state``, ``reason``, ``source_cursor``)."""
+
+    def __init__(self, upstream: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import orjson
+
+        client = httpx.Client(base_url=upstream, timeout=30.0)
+        self.client = client
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                if path in ("/v0/metrics", "/v0/health"):
+                    status = 404
+                    body = orjson.dumps({"error": {"code": "not_found", "message": "no"}})
+                else:
+                    r = client.get(self.path)
+                    status, body = r.status_code, r.content
+                    if path.startswith("/v0/routers/") and status == 200:
+                        data = orjson.loads(body)
+                        for key in ("state", "reason", "source_cursor"):
+                            data.pop(key, None)
+                        body = orjson.dumps(data)
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # diff (the oldest record of a TTL topic)
+                length = int(self.headers.get("content-length") or 0)
+                r = client.post(
+                    self.path,
+                    content=self.rfile.read(length),
+                    headers={"content-type": "application/json"},
+                )
+                self.send_response(r.status_code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.client.close()
+
+
+def test_figures_a_server_does_not_give_are_null_not_errors(
+    topics: Callable[..., Run], base_url: str, prefix: str
+) -> None:
+    sparse = _SparseServer(base_url)
+    try:
+        r = topics(
+            "top", "--once", "-o", "json", "--prefix", prefix, "--interval", "0",
+            env={"TOPICS_URL": sparse.url},
+        )  # fmt: skip
+        assert r.code == 0, r.err
+        import orjson
+
+        snap = orjson.loads(r.out)
+        assert snap["server"]["version"] is None and snap["server"]["uptime_ms"] is None
+        assert snap["server"]["ready"] is None and snap["server"]["topics"] is None
+        (router,) = snap["routers"]
+        assert (router["state"], router["lag"], router["reason"]) == (None, None, None)
+        assert router["forwarded_total"] >= 30  # the listing still says this
+        (queue,) = snap["queues"]  # known as a queue from its state, counters from there too
+        assert (queue["ready"], queue["in_flight"], queue["delayed"]) == (2, 2, 1)
+        r = topics(
+            "top", "--once", "-o", "pretty", "--prefix", prefix, "--interval", "0",
+            env={"TOPICS_URL": sparse.url, "COLUMNS": "160"},
+        )  # fmt: skip
+        assert r.code == 0, r.err
+        assert f"{prefix}orders" in r.out and "–" in r.out
+    finally:
+        sparse.close()

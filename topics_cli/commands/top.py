@@ -19,14 +19,15 @@ topics on screen and the view grows an AT RISK column, highlighting rows it flag
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -70,6 +71,20 @@ PAGE = 1000
 
 
 app = typer_app()
+T = TypeVar("T")
+
+
+def _optional(call: Callable[[], T]) -> T | None:
+    """``call()``, or ``None`` when the server answers it with an error other than 401 (a
+    probe or listing this server or this key does not offer: its figures show as "–")."""
+    import topics_client as tc
+
+    try:
+        return call()
+    except tc.AuthenticationError:
+        raise
+    except tc.APIError:
+        return None
 
 
 class Poller:
@@ -92,9 +107,9 @@ class Poller:
         client, model = self.client, self.model
         now = time.monotonic()
         if self._health_at is None or now - self._health_at >= HEALTH_EVERY_S:
-            version = client.health().version or None
+            health = _optional(client.health)
             with self.lock:
-                model.version = version
+                model.version = (health.version or None) if health is not None else None
             self._health_at = now
         entries: list[ListedLike] = []
         cursor: str | None = None
@@ -109,11 +124,15 @@ class Poller:
                 break
         # the listing's pages span some time: stamp it at its middle
         middle = (started + time.monotonic()) / 2
-        metrics = parse_metrics(client.metrics())
+        metrics = parse_metrics(_optional(client.metrics) or "")
         routers: list[RouterInfo] = []
         cursor = None
         while True:
-            rpage = client.routers.list_page(page_size=PAGE, cursor=cursor)
+            rpage = _optional(
+                functools.partial(client.routers.list_page, page_size=PAGE, cursor=cursor)
+            )
+            if rpage is None:
+                break
             routers.extend(
                 RouterInfo(r.router, r.source, r.dest, r.forwarded_total) for r in rpage.items
             )
