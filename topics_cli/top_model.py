@@ -293,6 +293,7 @@ class Header:
     ready: bool | None
     topics: int | None
     routers: int | None
+    routers_stalled: int | None
     records_live: int | None
     bytes_live: int | None
     write_rate: float | None
@@ -307,6 +308,7 @@ class Header:
             "ready": self.ready,
             "topics": self.topics,
             "routers": self.routers,
+            "routers_stalled": self.routers_stalled,
             "records_live": self.records_live,
             "bytes_live": self.bytes_live,
             "write_rate": _round(self.write_rate),
@@ -660,6 +662,7 @@ class TopModel:
             ready=None if ready is None else ready >= 1,
             topics=gauge("topics_topics"),
             routers=gauge("topics_routers"),
+            routers_stalled=gauge("topics_routers_stalled"),
             records_live=gauge("topics_records_live"),
             bytes_live=gauge("topics_bytes_live"),
             write_rate=write_rate,
@@ -730,7 +733,12 @@ class TopModel:
     # -- what to fetch next
 
     def wanted_details(
-        self, visible: Sequence[str], budget: int, *, learn_all: bool = False
+        self,
+        visible: Sequence[str],
+        budget: int,
+        *,
+        learn_all: bool = False,
+        cap: int | None = None,
     ) -> list[tuple[str, str]]:
         """Up to ``budget`` extra requests worth making now, most useful first, as
         ``("topic", name)`` (state GET), ``("oldest", name)`` (one-record diff at the
@@ -739,6 +747,7 @@ class TopModel:
         Visible topics without a config come first, then queues and routers due for a
         refresh, then stale configs and TTL ages; ``learn_all`` (``--sort fill``) then
         spends what is left on topics never looked at, so the order settles over time.
+        ``cap`` bounds the queues and the routers looked at beyond the visible rows (each).
         """
         now = self.now
         want: list[tuple[str, str]] = []
@@ -758,18 +767,27 @@ class TopModel:
         for t in shown:
             if t.detail is None and add("topic", t.listed.topic):
                 return want
+        left = cap
         for t in topics.values():
+            if left is not None and left <= 0:
+                break
             d = t.detail
             stale = d is None or now - d.fetched_at >= QUEUE_MAX_AGE_S
-            if self._is_queue(t) and stale and add("topic", t.listed.topic):
-                return want
-        heads = {n: t.listed.head_seq for n, t in topics.items()}
+            if self._is_queue(t) and stale:
+                if add("topic", t.listed.topic):
+                    return want
+                left = None if left is None else left - 1
+        left = cap
         for info in self._routers.values():
+            if left is not None and left <= 0:
+                break
             if not self._matches(info.source, info.dest):
                 continue
             stale = info.fetched_at is None or now - info.fetched_at >= ROUTER_MAX_AGE_S
-            if stale and info.source in heads and add("router", info.router):
-                return want
+            if stale:
+                if add("router", info.router):
+                    return want
+                left = None if left is None else left - 1
         for t in shown:
             d = t.detail
             if d is None:

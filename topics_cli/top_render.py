@@ -131,8 +131,11 @@ def _header(snap: Snapshot, url: str, status: str) -> list[Text]:
         if snap.prefix
         else f"{_int(h.topics)} topics",
     )
+    line2.append(f"  {_int(h.routers)} routers")
+    if h.routers_stalled:
+        line2.append(f" ({h.routers_stalled} stalled)", style="red bold")
     line2.append(
-        f"  {_int(h.routers)} routers  {_int(h.records_live)} records "
+        f"  {_int(h.records_live)} records "
         f"({_bytes(h.bytes_live)})  {_rate(h.write_rate)} rec/s  "
         f"{_int(h.sse_connections)} SSE  {_int(h.watch_sessions)} watch sessions  "
         f"{_int(h.leases_in_flight)} leases"

@@ -28,6 +28,19 @@ from tests.cli.conftest import Run, cli_env
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
+SGR = re.compile(r"\x1b\[([0-9;]*)m")
+
+
+def _colours(out: bytes) -> set[str]:
+    """The colour parameters (foreground/background) of every SGR sequence in ``out``."""
+    found = set()
+    for params in SGR.findall(out.decode(errors="replace")):
+        for p in params.split(";"):
+            if p.isdigit() and (30 <= int(p) <= 38 or 40 <= int(p) <= 48 or int(p) >= 90):
+                found.add(p)
+    return found
+
+
 def _set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
@@ -230,14 +243,17 @@ def test_live_view_on_a_terminal(
         assert b"\x1b[?25h" in s.out  # cursor shown again
         assert b"Traceback" not in s.out
         assert termios.tcgetattr(s.slave) == s.tty_before  # echo and line mode are back
+        assert _colours(s.out) == set()  # NO_COLOR (set by cli_env): bold and dim only
     finally:
         s.close()
 
 
 def test_ctrl_c_leaves_and_restores_the_terminal(session_env: dict[str, str], prefix: str) -> None:
-    s = PtySession(["top", "--prefix", prefix, "--interval", "0.5s"], session_env)
+    colour = {k: v for k, v in session_env.items() if k != "NO_COLOR"}
+    s = PtySession(["top", "--prefix", prefix, "--interval", "0.5s"], colour)
     try:
         s.wait_for(lambda f: f"{prefix}orders" in f)
+        assert _colours(s.out)  # without NO_COLOR: "ready" in green, the sparkline in cyan
         s.key(b"\x03")
         assert s.finish() == 0
         tail = s.out[s.out.rindex(b"\x1b[?1049l") + len(b"\x1b[?1049l") :]
@@ -265,7 +281,7 @@ def test_once_json_field_by_field(
     assert 0 < server["uptime_ms"] <= health["uptime_ms"]
     for key in ("topics", "routers", "records_live", "bytes_live", "sse_connections"):
         assert isinstance(server[key], int), key
-    assert server["write_rate"] > 0
+    assert server["write_rate"] > 0 and server["routers_stalled"] == 0
     assert (snap["sort"], snap["prefix"], snap["samples"]) == ("rate", p, 2)
     names = [t["topic"] for t in snap["topics"]]
     assert sorted(names) == sorted(f"{p}{n}" for n in ("audit", "jobs", "orders", "sess"))

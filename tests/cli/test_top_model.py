@@ -232,6 +232,16 @@ def test_wanted_details_respects_the_budget_and_priorities() -> None:
         model.add_detail(n, detail(at=100))
     model.add_router_state("r", "running", None, 1, now=100.0)
     assert model.wanted_details(names[:5], budget=16) == []
+    # a snapshot bounds the queues and routers it looks at beyond its rows
+    many = TopModel()
+    many.add_metrics(
+        parse_metrics("".join(f'topics_topic_queue_ready{{topic="q{i}"}} 0\n' for i in range(9)))
+    )
+    many.add_listing([listed(f"q{i}", 1) for i in range(9)], now=0.0)
+    many.add_routers([RouterInfo(f"r{i}", f"q{i}", "x", 0) for i in range(9)], now=0.0)
+    capped = many.wanted_details([], budget=1000, cap=2)
+    assert capped == [("topic", "q0"), ("topic", "q1"), ("router", "r0"), ("router", "r1")]
+    assert len(many.wanted_details([], budget=1000)) == 18
     # --sort fill learns the rest, within the budget
     assert model.wanted_details(names[:5], budget=3, learn_all=True) == [
         ("topic", n) for n in names[5:8]

@@ -67,6 +67,8 @@ DETAIL_BUDGET = 16
 """Extra per-topic/per-router GETs one live refresh may make."""
 HEALTH_EVERY_S = 30.0
 SNAPSHOT_ROWS = 20
+SNAPSHOT_DETAIL_CAP = 100
+"""A snapshot GETs the state of at most this many queues and routers (each) beyond its rows."""
 PAGE = 1000
 
 
@@ -151,7 +153,10 @@ class Poller:
         while True:
             with self.lock:
                 want = model.wanted_details(
-                    visible, budget if budget is not None else 1_000_000, learn_all=learn_all
+                    visible,
+                    budget if budget is not None else 1_000_000,
+                    learn_all=learn_all,
+                    cap=None if budget is not None else SNAPSHOT_DETAIL_CAP,
                 )
             if not want:
                 return
