@@ -124,6 +124,7 @@ class RouterInfo:
     state: str | None = None
     reason: str | None = None
     cursor: int | None = None
+    cursor_forwarded: int | None = None  # forwarded_total in the same GET as ``cursor``
     fetched_at: float | None = None
 
 
@@ -508,6 +509,7 @@ class TopModel:
                     state=old.state,
                     reason=old.reason,
                     cursor=old.cursor,
+                    cursor_forwarded=old.cursor_forwarded,
                     fetched_at=old.fetched_at,
                 )
             fresh[info.router] = info
@@ -523,12 +525,26 @@ class TopModel:
             t.detail = detail
 
     def add_router_state(
-        self, router: str, state: str | None, reason: str | None, cursor: int | None, now: float
+        self,
+        router: str,
+        state: str | None,
+        reason: str | None,
+        cursor: int | None,
+        now: float,
+        forwarded_total: int | None = None,
     ) -> None:
+        """A router GET: its state and cursor, and the ``forwarded_total`` it reported with
+        them (between GETs the cursor is moved on by what the listing says was forwarded
+        since)."""
         info = self._routers.get(router)
         if info is not None:
             self._routers[router] = replace(
-                info, state=state, reason=reason, cursor=cursor, fetched_at=now
+                info,
+                state=state,
+                reason=reason,
+                cursor=cursor,
+                cursor_forwarded=forwarded_total,
+                fetched_at=now,
             )
 
     def add_oldest(self, topic: str, earliest_seq: int, ts: int | None, now: float) -> None:
@@ -683,7 +699,10 @@ class TopModel:
             head = source.listed.head_seq if source is not None else None
             lag = None
             if head is not None and info.cursor is not None:
-                lag = max(0, head - info.cursor)
+                cursor = info.cursor
+                if info.cursor_forwarded is not None and info.forwarded_total is not None:
+                    cursor += max(0, info.forwarded_total - info.cursor_forwarded)
+                lag = max(0, head - cursor)
             history = self._forwarded.get(info.router)
             out.append(
                 RouterRow(
@@ -778,7 +797,11 @@ class TopModel:
                     return want
                 left = None if left is None else left - 1
         left = cap
-        for info in self._routers.values():
+        by_age = sorted(  # the stalest first: with many routers, each gets its turn
+            self._routers.values(),
+            key=lambda i: -1.0 if i.fetched_at is None else i.fetched_at,
+        )
+        for info in by_age:
             if left is not None and left <= 0:
                 break
             if not self._matches(info.source, info.dest):

@@ -208,6 +208,15 @@ def test_router_rows_lag_rate_and_order() -> None:
     assert (b.router, b.state, b.reason, b.lag) == ("b", "stalled", "disk full", None)
     # the state fetched earlier survives the listing; lag = source head - cursor
     assert (a.router, a.state, a.lag, a.forward_rate) == ("a", "running", 40, 10.0)
+    # a GET that also reported forwarded_total: the cursor moves on with the listing's
+    model.add_router_state("a", "running", None, 60, now=2.0, forwarded_total=60)
+    model.add_listing([listed("src", 130), listed("dst", 40), listed("o", 5)], now=3.0)
+    model.add_routers([RouterInfo("a", "src", "dst", 85), RouterInfo("b", "o", "dst2", 5)], 3.0)
+    lagging = model.snapshot(rows=None, wall_ms=0).routers[1]
+    assert (lagging.router, lagging.lag) == ("a", 130 - (60 + 25))
+    # both due again later: the stalest router is looked at first
+    model.add_listing([listed("src", 130), listed("dst", 40), listed("o", 5)], now=10.0)
+    assert model.wanted_details([], budget=1) == [("router", "b")]
 
 
 def test_prefix_filters_routers_by_either_end() -> None:

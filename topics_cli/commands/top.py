@@ -183,6 +183,7 @@ class Poller:
                         reason if isinstance(reason, str) else None,
                         cursor if isinstance(cursor, int) else None,
                         now,
+                        r.forwarded_total,
                     )
             elif kind == "topic":
                 s = self.client.topics.get(name, touch=False)
