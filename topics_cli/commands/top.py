@@ -55,6 +55,12 @@ Not on a terminal, with -o json|jsonl, or with --once: one snapshot and exit. Ra
 two samples, so a snapshot takes two listings --interval apart (--interval 0: one listing,
 rates null). It shows the top --rows topics (default 20; 0 = all, one state GET each).
 
+Cheap for the server: a refresh is the topic listing (one request per 1,000 topics),
+/v0/metrics, the router listing and at most 16 small requests (configs of the rows on
+screen, queue counters, router states, the oldest record of a TTL topic on screen at most
+every 10 s); never a read per topic per refresh. --sort fill learns every topic's config
+that way over successive refreshes (a snapshot fetches them all).
+
 \b
 Examples:
   topics top
