@@ -172,7 +172,12 @@ def main() -> None:
     if args.url:
         run(args.url, args.topics)
         return
-    with ServerProcess() as server:
+    import tempfile
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-top-") as tmp,  # removed afterwards
+        ServerProcess(data_dir=Path(tmp) / "data") as server,
+    ):
         run(server.url, args.topics)
 
 
