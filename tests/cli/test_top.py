@@ -444,3 +444,25 @@ def test_figures_a_server_does_not_give_are_null_not_errors(
         assert f"{prefix}orders" in r.out and "–" in r.out
     finally:
         sparse.close()
+
+
+def test_a_server_lost_mid_view_is_reported_on_screen_and_q_still_leaves(
+    server_factory: Callable[..., object], tmp_path: Path
+) -> None:
+    from tests.serverproc import ServerProcess
+
+    private = server_factory(data_dir=tmp_path / "server")  # its files stay under tmp_path
+    assert isinstance(private, ServerProcess)
+    httpx.post(f"{private.url}/v0/topics/lonely", json={"records": [{"data": 1}]})
+    s = PtySession(["top", "--interval", "0.5s"], cli_env(private.url, tmp_path))
+    try:
+        s.wait_for(lambda f: "lonely" in f and "ready" in f)
+        private.stop()
+        frame = s.wait_for(lambda f: "refresh failed" in f)
+        assert "lonely" in frame  # the last figures stay on screen
+        assert s.proc.poll() is None
+        s.key(b"q")
+        assert s.finish() == 0
+        assert termios.tcgetattr(s.slave) == s.tty_before and b"Traceback" not in s.out
+    finally:
+        s.close()
