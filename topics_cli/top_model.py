@@ -39,7 +39,7 @@ __all__ = [
     "Listed",
     "ListedLike",
     "QueueRow",
-    "RiskHook",
+    "RiskProbe",
     "RouterInfo",
     "RouterRow",
     "ServerMetrics",
@@ -198,10 +198,12 @@ class AtRisk:
     danger: bool = False
 
 
-RiskHook = Callable[[Sequence["TopicRow"]], Mapping[str, AtRisk]]
-"""Given the rows about to be shown, the at-risk info per topic name (absent: nothing
-known). ``topics top`` calls it once per refresh when one is installed (see
-``topics_cli.commands.top.run_live`` / ``snapshot``)."""
+RiskProbe = Callable[[Mapping[str, "float | None"]], Mapping[str, AtRisk]]
+"""The ``--checkpoints`` seam: given every listed topic's write rate (records/s, ``None``
+before two samples), the at-risk info per topic name (absent: nothing known about it).
+``topics top``'s refresher calls it once per refresh, after the listing, off the drawing
+path (it may make requests, e.g. ``topics_cli.consumers.assess(client, cursors,
+rates=rates)``); the view shows its latest answer (:meth:`TopModel.set_risk`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +224,8 @@ class TopicRow:
     oldest_age_ms: int | None
     at_risk: AtRisk | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, with_risk: bool = False) -> dict[str, Any]:
+        """``at_risk`` is there when known, or ``null`` with ``with_risk`` (a probe ran)."""
         out: dict[str, Any] = {
             "topic": self.topic,
             "type": self.type,
@@ -240,6 +243,8 @@ class TopicRow:
         }
         if self.at_risk is not None:
             out["at_risk"] = {"label": self.at_risk.label, "danger": self.at_risk.danger}
+        elif with_risk:
+            out["at_risk"] = None
         return out
 
 
@@ -329,6 +334,7 @@ class Snapshot:
     routers: tuple[RouterRow, ...]
     queues: tuple[QueueRow, ...]
     samples: int
+    with_risk: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -337,7 +343,7 @@ class Snapshot:
             "prefix": self.prefix,
             "samples": self.samples,
             "topics_matching": self.topics_matching,
-            "topics": [r.to_json() for r in self.topics],
+            "topics": [r.to_json(self.with_risk) for r in self.topics],
             "routers": [r.to_json() for r in self.routers],
             "queues": [q.to_json() for q in self.queues],
         }
@@ -468,6 +474,8 @@ class TopModel:
         self._topics: dict[str, _Topic] = {}
         self._routers: dict[str, RouterInfo] = {}
         self._forwarded: dict[str, _History] = {}
+        self.risk: dict[str, AtRisk] | None = None
+        """The latest :data:`RiskProbe` answer; ``None``: no probe, no AT RISK column."""
 
     # -- feeding
 
@@ -617,7 +625,6 @@ class TopModel:
         *,
         rows: int | None,
         wall_ms: int,
-        risk: RiskHook | None = None,
         max_routers: int | None = None,
         max_queues: int | None = None,
     ) -> Snapshot:
@@ -637,8 +644,8 @@ class TopModel:
         shown = [self._row(topics[i], wall_ms, rates[i]) for i in chosen]
         if self.spark_bins:  # a minute of samples each
             shown = [replace(r, spark=self.spark(r.topic)) for r in shown]
-        if risk is not None:
-            found = risk(shown)
+        if self.risk is not None:
+            found = self.risk
             shown = [replace(r, at_risk=found.get(r.topic)) for r in shown]
         known = [r for r in rates if r is not None]
         return Snapshot(
@@ -650,7 +657,16 @@ class TopModel:
             routers=tuple(self._router_rows()[:max_routers]),
             queues=tuple(self._queue_rows()[:max_queues]),
             samples=self.samples,
+            with_risk=self.risk is not None,
         )
+
+    def rates(self) -> dict[str, float | None]:
+        """Every listed topic's write rate (what a :data:`RiskProbe` is given)."""
+        return {name: t.heads.rate(RATE_WINDOW_S) for name, t in self._topics.items()}
+
+    def set_risk(self, risk: Mapping[str, AtRisk]) -> None:
+        """The latest :data:`RiskProbe` answer (turns the AT RISK column on)."""
+        self.risk = dict(risk)
 
     def spark(self, topic: str) -> tuple[float, ...]:
         """The sparkline series of one topic's write rate over the last minute."""

@@ -271,13 +271,12 @@ def render(
     url: str,
     status: str = "",
     footer: bool = True,
-    with_risk: bool = False,
     spark: bool = True,
     width: int | None = None,
 ) -> Group:
     """The whole screen (``footer=False`` for a one-off snapshot)."""
     parts: list[RenderableType] = [*_header(snap, url, status), Text("")]
-    parts.append(_topic_table(snap.topics, width, with_risk, spark))
+    parts.append(_topic_table(snap.topics, width, snap.with_risk, spark))
     if snap.routers:
         parts += [Text(""), _router_table(snap.routers)]
     if snap.queues:

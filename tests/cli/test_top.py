@@ -466,3 +466,37 @@ def test_a_server_lost_mid_view_is_reported_on_screen_and_q_still_leaves(
         assert termios.tcgetattr(s.slave) == s.tty_before and b"Traceback" not in s.out
     finally:
         s.close()
+
+
+def test_the_risk_probe_seam(base_url: str, prefix: str) -> None:
+    """What ``--checkpoints`` plugs into: the probe gets every listed topic's rate once per
+    refresh, its answer becomes the AT RISK column and the ``at_risk`` field."""
+    from rich.console import Console
+
+    from topics_cli.commands.top import snapshot
+    from topics_cli.top_model import AtRisk, TopModel
+    from topics_cli.top_render import render
+    from topics_client import Client
+
+    asked: list[dict[str, float | None]] = []
+
+    def probe(rates: object) -> dict[str, AtRisk]:
+        asked.append(dict(rates))  # type: ignore[call-overload]
+        return {f"{prefix}orders": AtRisk("search: LOST 12", danger=True)}
+
+    with Client(base_url) as client:
+        model = TopModel(prefix=prefix)
+        snap = snapshot(client, model, interval=0.2, rows=None, risk=probe)
+    assert len(asked) == 1 and set(asked[0]) == {
+        f"{prefix}{n}" for n in ("audit", "jobs", "orders", "sess")
+    }
+    assert asked[0][f"{prefix}sess"] == 0.0  # two samples: rates are measured
+    rows = {r["topic"]: r for r in snap.to_json()["topics"]}
+    assert rows[f"{prefix}orders"]["at_risk"] == {"label": "search: LOST 12", "danger": True}
+    assert rows[f"{prefix}sess"]["at_risk"] is None
+    console = Console(width=200, record=True, color_system="truecolor")
+    console.print(render(snap, url=base_url, footer=False, width=200))
+    text = console.export_text(clear=False)
+    assert "AT RISK" in text and "search: LOST 12" in text
+    danger = [line for line in console.export_text(styles=True).splitlines() if "7;31m" in line]
+    assert len(danger) == 1 and f"{prefix}orders" in danger[0]  # the flagged row, reversed red

@@ -136,28 +136,25 @@ def test_sort_rejects_unknown_keys() -> None:
         TopModel(sort="size")
 
 
-def test_snapshot_top_n_fill_and_risk_hook() -> None:
+def test_snapshot_top_n_fill_and_the_risk_column() -> None:
     model = TopModel(sort="fill")
     model.add_listing([listed("a", 90), listed("b", 10), listed("c", 50)], now=0.0)
     model.add_detail("a", detail(cap_records=100))
     model.add_detail("b", detail(cap_records=10))
-    seen: list[list[str]] = []
+    plain = model.snapshot(rows=2, wall_ms=0)
+    assert [(r.topic, r.fill) for r in plain.topics] == [("b", 1.0), ("a", 0.9)]
+    assert plain.topics_matching == 3
+    assert not plain.with_risk and "at_risk" not in plain.to_json()["topics"][0]
+    assert model.rates() == {"a": None, "b": None, "c": None}
 
-    def risk(rows: object) -> dict[str, AtRisk]:
-        seen.append([r.topic for r in rows])  # type: ignore[attr-defined]
-        return {"b": AtRisk("1 reader, loses in 4 min", danger=True)}
-
-    snap = model.snapshot(rows=2, wall_ms=0, risk=risk)
-    assert [(r.topic, r.fill) for r in snap.topics] == [("b", 1.0), ("a", 0.9)]
-    assert seen == [["b", "a"]]  # asked about the shown rows only
+    model.set_risk({"b": AtRisk("1 reader, loses in 4 min", danger=True)})
+    snap = model.snapshot(rows=2, wall_ms=0)
+    assert snap.with_risk
     assert snap.topics[0].at_risk == AtRisk("1 reader, loses in 4 min", danger=True)
     assert snap.topics[1].at_risk is None
-    assert snap.topics_matching == 3
-    assert snap.topics[0].to_json()["at_risk"] == {
-        "label": "1 reader, loses in 4 min",
-        "danger": True,
-    }
-    assert "at_risk" not in snap.topics[1].to_json()
+    rows = snap.to_json()["topics"]
+    assert rows[0]["at_risk"] == {"label": "1 reader, loses in 4 min", "danger": True}
+    assert rows[1]["at_risk"] is None  # the column is on: null, not absent
 
 
 def test_parse_metrics_reads_gauges_and_queue_series() -> None:

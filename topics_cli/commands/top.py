@@ -12,8 +12,11 @@ GETs (state of topics on screen whose config is not known yet or is 30 s old, qu
 ``earliest_seq`` moved, at most every 10 s). Never a diff per topic per tick.
 
 Seam for ``--checkpoints`` (consumer risk): :func:`run_live` and :func:`snapshot` take a
-``risk`` hook (:data:`topics_cli.top_model.RiskHook`); given one, each refresh asks it for the
-topics on screen and the view grows an AT RISK column, highlighting rows it flags.
+``risk`` probe (:data:`topics_cli.top_model.RiskProbe`); given one, each refresh (in the
+refresher thread, never while drawing) calls it with every topic's write rate, and the view
+grows an AT RISK column with its labels, highlighting the rows it flags ``danger``; JSON rows
+get an ``at_risk`` field. E.g. ``risk=lambda rates: {r.cursor.topic: AtRisk(...) for r in
+consumers.assess(client, cursors, rates=rates, warn_before_ms=...)}``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from topics_cli.group import typer_app
 
 if TYPE_CHECKING:
     from topics_cli.output import Sink
-    from topics_cli.top_model import RiskHook, Snapshot, TopModel
+    from topics_cli.top_model import RiskProbe, Snapshot, TopModel
     from topics_client import Client
 
 HELP = """Live view of the whole server: topics by write rate, routers, queues.
@@ -102,10 +105,17 @@ class Poller:
     requests are made outside it.
     """
 
-    def __init__(self, client: Client, model: TopModel, lock: threading.Lock | None = None):
+    def __init__(
+        self,
+        client: Client,
+        model: TopModel,
+        lock: threading.Lock | None = None,
+        risk: RiskProbe | None = None,
+    ) -> None:
         self.client = client
         self.model = model
         self.lock = lock or threading.Lock()
+        self.risk = risk
         self._health_at: float | None = None
 
     def refresh(self, visible: list[str], budget: int | None, *, learn_all: bool = False) -> None:
@@ -152,6 +162,18 @@ class Poller:
             model.add_listing(entries, middle)
             model.add_routers(routers, time.monotonic())
         self.details(visible, budget, learn_all=learn_all)
+        self.probe_risk()
+
+    def probe_risk(self) -> None:
+        """Ask the risk probe (if any) about the topics just listed; its requests are made
+        outside the lock."""
+        if self.risk is None:
+            return
+        with self.lock:
+            rates = self.model.rates()
+        found = self.risk(rates)
+        with self.lock:
+            self.model.set_risk(found)
 
     def details(self, visible: list[str], budget: int | None, *, learn_all: bool) -> None:
         model = self.model
@@ -225,8 +247,8 @@ class Poller:
             pass
 
 
-def _snapshot(model: TopModel, rows: int | None, risk: RiskHook | None, **kw: Any) -> Snapshot:
-    return model.snapshot(rows=rows, wall_ms=int(time.time() * 1000), risk=risk, **kw)
+def _snapshot(model: TopModel, rows: int | None) -> Snapshot:
+    return model.snapshot(rows=rows, wall_ms=int(time.time() * 1000))
 
 
 def snapshot(
@@ -235,29 +257,32 @@ def snapshot(
     *,
     interval: float,
     rows: int | None,
-    risk: RiskHook | None = None,
+    risk: RiskProbe | None = None,
 ) -> Snapshot:
-    """Two samples ``interval`` apart (one when it is 0), every detail of the rows shown."""
+    """Two samples ``interval`` apart (one when it is 0), every detail of the rows shown,
+    then the risk probe (if any) with the rates measured."""
     poller = Poller(client, model)
     poller.refresh([], 0)
     if interval > 0:
         time.sleep(interval)
         poller.refresh([], 0)
     learn_all = model.sort == "fill"
-    shown = [r.topic for r in _snapshot(model, rows, None).topics]
+    shown = [r.topic for r in _snapshot(model, rows).topics]
     poller.details(shown, None, learn_all=learn_all)
     if learn_all:  # the order may change once every fill is known
-        shown = [r.topic for r in _snapshot(model, rows, None).topics]
+        shown = [r.topic for r in _snapshot(model, rows).topics]
         poller.details(shown, None, learn_all=False)
-    return _snapshot(model, rows, risk)
+    poller.risk = risk
+    poller.probe_risk()
+    return _snapshot(model, rows)
 
 
-def emit_snapshot(sink: Sink, snap: Snapshot, url: str, with_risk: bool) -> None:
+def emit_snapshot(sink: Sink, snap: Snapshot, url: str) -> None:
     if sink.mode == "jsonl":
         import orjson
 
         lines = [{"kind": "server", "url": url, **snap.header.to_json()}]
-        lines += [{"kind": "topic", **r.to_json()} for r in snap.topics]
+        lines += [{"kind": "topic", **r.to_json(snap.with_risk)} for r in snap.topics]
         lines += [{"kind": "router", **r.to_json()} for r in snap.routers]
         lines += [{"kind": "queue", **q.to_json()} for q in snap.queues]
         sink.write_raw("".join(orjson.dumps(line).decode() + "\n" for line in lines))
@@ -267,9 +292,7 @@ def emit_snapshot(sink: Sink, snap: Snapshot, url: str, with_risk: bool) -> None
     def pretty(console: Any) -> None:
         from topics_cli.top_render import render
 
-        console.print(
-            render(snap, url=url, footer=False, with_risk=with_risk, width=console.size.width)
-        )
+        console.print(render(snap, url=url, footer=False, width=console.size.width))
 
     sink.result(value, pretty)
 
@@ -351,7 +374,7 @@ def run_live(
     interval: float,
     no_color: bool,
     rows: int | None = None,
-    risk: RiskHook | None = None,
+    risk: RiskProbe | None = None,
 ) -> None:
     """The full-screen view until q or Ctrl-C.
 
@@ -365,8 +388,8 @@ def run_live(
     console = Console(no_color=no_color, highlight=False)
     events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
     lock = threading.Lock()
-    poller = Poller(client, model, lock)
-    view = _View(model, lock, console, url, rows, risk)
+    poller = Poller(client, model, lock, risk)
+    view = _View(model, lock, console, url, rows)
 
     poller.refresh([], 0)  # the first refresh fails loudly (exit code)
     with lock:
@@ -414,10 +437,9 @@ class _View:
         console: Any,
         url: str,
         rows: int | None,
-        risk: RiskHook | None,
     ) -> None:
         self.model, self.lock, self.console, self.url = model, lock, console, url
-        self.rows, self.risk = rows, risk
+        self.rows = rows
         self.paused = False
         self.status = ""
         self.visible: list[str] = []
@@ -431,15 +453,12 @@ class _View:
         snap = self.model.snapshot(
             rows=self.rows or layout.topics,
             wall_ms=int(time.time() * 1000),
-            risk=self.risk,
             max_routers=layout.routers,
             max_queues=layout.queues,
         )
         self.visible = [r.topic for r in snap.topics]
         status = (self.status + ("  PAUSED" if self.paused else "")).strip()
-        return render(
-            snap, url=self.url, status=status, with_risk=self.risk is not None, width=width
-        )
+        return render(snap, url=self.url, status=status, width=width)
 
     def on_key(self, key: str, refresher: _Refresher) -> bool:
         """Apply one key; True to leave."""
@@ -584,4 +603,4 @@ def top(
         return
     limit = SNAPSHOT_ROWS if rows is None else (rows or None)
     snap = snapshot(client, model, interval=interval_s, rows=limit)
-    emit_snapshot(sink, snap, ap.base_url, with_risk=False)
+    emit_snapshot(sink, snap, ap.base_url)
