@@ -36,7 +36,7 @@
 #   topics tombstone
 #   topics tombstone check --checkpoint --from --sample --warn-before -c -f
 #   topics tombstone scan --checkpoint --from --until -c -f
-#   topics top --interval --once --prefix --rows --sort -i -n
+#   topics top --checkpoints --interval --once --prefix --rows --sort --warn-before -i -n
 #   topics watch --checkpoint --count --fail-on-gap --from --heartbeat-ms --idle-timeout --meta --no-data --node --on-gap --until-caught-up -c -f -n
 _topics_completion() {
     local IFS=$'

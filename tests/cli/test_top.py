@@ -500,3 +500,34 @@ def test_the_risk_probe_seam(base_url: str, prefix: str) -> None:
     assert "AT RISK" in text and "search: LOST 12" in text
     danger = [line for line in console.export_text(styles=True).splitlines() if "7;31m" in line]
     assert len(danger) == 1 and f"{prefix}orders" in danger[0]  # the flagged row, reversed red
+
+
+def test_checkpoints_column_from_real_cursors(
+    topics: Callable[..., Run], http: httpx.Client, tmp_path: Path
+) -> None:
+    """``--checkpoints``: a reader behind a capped topic's eviction is flagged LOST; a reader
+    at the head of another topic is safe; topics nobody reads have no label."""
+    import orjson
+
+    p = f"ck{uuid.uuid4().hex[:6]}-"
+    http.put(f"/v0/topics/{p}capped", json={"cap_records": 5}).raise_for_status()
+    records = [{"data": i} for i in range(12)]
+    http.post(f"/v0/topics/{p}capped", json={"records": records}).raise_for_status()
+    http.post(f"/v0/topics/{p}plain", json={"records": records[:3]}).raise_for_status()
+    http.put(f"/v0/topics/{p}unread").raise_for_status()
+    (tmp_path / "search.cp").write_text(orjson.dumps({f"{p}capped": 2}).decode() + "\n")
+    try:
+        r = topics(
+            "top", "--once", "-o", "json", "--prefix", p, "--interval", "0", "--rows", "0",
+            "--checkpoints", "*.cp", "--checkpoints", f"{p}plain=3",
+        )  # fmt: skip
+        assert r.code == 0, r.err
+        rows = {t["topic"]: t for t in orjson.loads(r.out)["topics"]}
+        assert rows[f"{p}capped"]["at_risk"] == {"label": "1 reader: 1 LOST ~5", "danger": True}
+        assert rows[f"{p}plain"]["at_risk"] == {"label": "1 reader: safe", "danger": False}
+        assert rows[f"{p}unread"]["at_risk"] is None
+        bad = topics("top", "--once", "--checkpoints", "nothing-here-*.cp")
+        assert bad.code == 2 and "Traceback" not in bad.err
+    finally:
+        for name in ("capped", "plain", "unread"):
+            http.delete(f"/v0/topics/{p}{name}")

@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -64,12 +64,18 @@ screen, queue counters, router states, the oldest record of a TTL topic on scree
 every 10 s); never a read per topic per refresh. --sort fill learns every topic's config
 that way over successive refreshes (a snapshot fetches them all).
 
+--checkpoints adds an AT RISK column from the cursors `topics lag` reads (checkpoint files
+or globs, or TOPIC=SEQ): per topic, how many known readers and the soonest loss; a row
+whose reader already lost records, or will within --warn-before, is highlighted. Each
+refresh then also reads those topics' states and one record per cursor.
+
 \b
 Examples:
   topics top
   topics top --sort fill --prefix 'tenant42:'
   topics top --once -o json | jq '.topics[] | select(.fill > 0.9) | .topic'
   topics top --once --rows 0 -o jsonl > snapshot.jsonl
+  topics top --checkpoints 'workers/*.cp' --warn-before 30m
 """
 
 DETAIL_BUDGET = 16
@@ -569,6 +575,17 @@ def top(
             show_default=False,
         ),
     ] = None,
+    checkpoints: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--checkpoints",
+            help="Known readers' cursors (checkpoint files, globs, TOPIC=SEQ); repeatable.",
+        ),
+    ] = None,
+    warn_before: Annotated[
+        str,
+        typer.Option("--warn-before", help="Highlight readers that lose records within this."),
+    ] = "30m",
 ) -> None:
     from topics_cli.positions import PositionError, parse_duration_ms
     from topics_cli.top_model import SORT_KEYS, TopModel
@@ -587,7 +604,12 @@ def top(
     live = not once and sink.mode == "pretty" and _isatty(sys.stdout) and _isatty(sys.stdin)
     if live and interval_s <= 0:
         raise CliError("--interval must be above 0 for the live view")
+    try:
+        warn_ms = parse_duration_ms(warn_before)
+    except PositionError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--warn-before") from None
     client = ap.client(max_retries=0, timeout=30.0)
+    risk = _checkpoint_probe(client, checkpoints, warn_ms) if checkpoints else None
     model = TopModel(sort=sort, prefix=prefix)
     if live:
         # Ctrl-C is the usual way out (exit 0): the terminal is already restored by then
@@ -599,8 +621,43 @@ def top(
                 interval=interval_s,
                 no_color=sink.no_color,
                 rows=rows,
+                risk=risk,
             )
         return
     limit = SNAPSHOT_ROWS if rows is None else (rows or None)
-    snap = snapshot(client, model, interval=interval_s, rows=limit)
+    snap = snapshot(client, model, interval=interval_s, rows=limit, risk=risk)
     emit_snapshot(sink, snap, ap.base_url)
+
+
+def _checkpoint_probe(client: Client, specs: list[str], warn_before_ms: int) -> RiskProbe:
+    """The ``--checkpoints`` column: :func:`topics_cli.consumers.assess` on the cursors,
+    with the rates ``top`` measured, summed up per topic."""
+    from topics_cli.consumers import assess, load_cursors
+    from topics_cli.positions import format_duration
+    from topics_cli.top_model import AtRisk
+
+    cursors = load_cursors(specs)  # a bad spec is a usage error before the screen opens
+
+    def probe(rates: Mapping[str, float | None]) -> Mapping[str, AtRisk]:
+        by_topic: dict[str, list[Any]] = {}
+        for risk in assess(client, cursors, rates=rates, warn_before_ms=warn_before_ms):
+            by_topic.setdefault(risk.cursor.topic, []).append(risk)
+        found: dict[str, AtRisk] = {}
+        for topic, risks in by_topic.items():
+            readers = f"{len(risks)} reader{'s' if len(risks) != 1 else ''}"
+            lost = [r for r in risks if r.status == "lost"]
+            soon = [r.falloff_ms for r in risks if r.falloff_ms is not None and r.status != "lost"]
+            if lost:
+                count = sum(r.lost.missed_estimate for r in lost if r.lost is not None)
+                found[topic] = AtRisk(f"{readers}: {len(lost)} LOST ~{count}", danger=True)
+            elif soon:
+                first = min(soon)
+                danger = any(r.status == "at_risk" for r in risks)
+                found[topic] = AtRisk(f"{readers}: loses in {format_duration(first)}", danger)
+            elif any(r.status == "missing" for r in risks):
+                found[topic] = AtRisk(f"{readers}: topic missing", danger=True)
+            else:
+                found[topic] = AtRisk(f"{readers}: safe")
+        return found
+
+    return probe
