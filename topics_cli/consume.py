@@ -44,8 +44,11 @@ class Checkpoint:
             _check_writable(path)
         try:
             self.cursors: dict[str, int] = load_checkpoint(path)
-        except ValueError as exc:
-            raise CliError(f"checkpoint {path}: {exc}") from None
+        except ValueError:
+            raise CliError(
+                f"checkpoint {path}: not a checkpoint (a {{topic: seq}} JSON object); "
+                "name a new file or an existing checkpoint"
+            ) from None
         except OSError as exc:
             raise CliError(f"checkpoint {path} cannot be read: {exc.strerror}") from None
         self._saved = dict(self.cursors)
