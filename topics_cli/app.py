@@ -9,6 +9,7 @@ Exit codes (also in ``topics --help``)::
     4    not found (topic, router)
     5    authentication or permission (401/403)
     6    cannot connect
+    7    a checkpoint could not be saved mid-run (records written so far stay written)
     130  interrupted (Ctrl-C; checkpoints are saved first)
 
 Importing this module loads Typer only. Each command's module is imported, and its Click
