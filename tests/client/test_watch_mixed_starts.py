@@ -19,7 +19,8 @@ def _seed(base_url: str, orders: str, audit: str) -> None:
 
 
 def _append(base_url: str, name: str, data: Any) -> None:
-    httpx.post(f"{base_url}/v0/topics/{name}", json={"records": [{"data": data}]}).raise_for_status()
+    body = {"records": [{"data": data}]}
+    httpx.post(f"{base_url}/v0/topics/{name}", json=body).raise_for_status()
 
 
 def test_sync_mixed_map_tails_the_bare_topic(base_url: str, topic: str) -> None:
@@ -46,15 +47,17 @@ async def test_async_mixed_map_tails_the_bare_topic(base_url: str, topic: str) -
     _seed(base_url, orders, audit)
     got: dict[str, list[int]] = {orders: [], audit: []}
     caught_up: set[str] = set()
-    async with AsyncClient(base_url) as client:
-        async with client.watch.stream({orders: None, audit: 41}) as stream:
-            async for event in stream:
-                if isinstance(event, RecordsEvent):
-                    got[event.topic] += [r.seq for r in event.records]
-                    if got[orders]:
-                        break
-                elif isinstance(event, CaughtUpEvent) and event.topic not in caught_up:
-                    caught_up.add(event.topic)
-                    if caught_up == {orders, audit}:
-                        _append(base_url, orders, "new")
+    async with (
+        AsyncClient(base_url) as client,
+        client.watch.stream({orders: None, audit: 41}) as stream,
+    ):
+        async for event in stream:
+            if isinstance(event, RecordsEvent):
+                got[event.topic] += [r.seq for r in event.records]
+                if got[orders]:
+                    break
+            elif isinstance(event, CaughtUpEvent) and event.topic not in caught_up:
+                caught_up.add(event.topic)
+                if caught_up == {orders, audit}:
+                    _append(base_url, orders, "new")
     assert got == {orders: [8], audit: list(range(42, 51))}
