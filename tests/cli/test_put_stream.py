@@ -126,3 +126,49 @@ def test_last_line_without_newline_and_blank_lines(topics: Topics, topic: str) -
     r = topics("put", topic, input="1\n\n2\r\n3")
     assert r.code == 0, r.err
     assert [x["data"] for x in topics("diff", topic, "-o", "jsonl").jsonl()] == [1, 2, 3]
+
+
+def test_acks_on_a_terminal_never_share_a_line_with_the_progress_line(
+    base_url: str, topic: str, tmp_path: Path
+) -> None:
+    """``… | topics put TOPIC -o jsonl`` with stdout and stderr on a terminal: the
+    progress line is redrawn after every batch, each ack goes above it."""
+    import os
+    import pty
+
+    from tests.cli.test_screen import screen_lines
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "topics_cli", "put", topic, "-o", "jsonl", "--batch-size", "100"],
+        stdin=subprocess.PIPE,
+        stdout=slave,
+        stderr=slave,
+        env=cli_env(base_url, tmp_path),
+    )
+    os.close(slave)
+    assert proc.stdin is not None
+    proc.stdin.write("".join(f"{i}\n" for i in range(1000)).encode())
+    proc.stdin.close()
+    raw = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            raw += data
+        elif proc.poll() is not None:
+            break
+    proc.wait(10)
+    os.close(master)
+    text = raw.decode(errors="replace")
+    assert proc.returncode == 0, text
+    lines = screen_lines(text)
+    assert any(s.startswith(f"put {topic}: ") for s in lines), text
+    acks = [json.loads(s) for s in lines if s.startswith("{")]
+    assert [a["first_seq"] for a in acks] == list(range(1, 1001, 100)), text
+    assert [s for s in lines if f"put {topic}: " in s and '"topic"' in s] == [], text

@@ -214,22 +214,33 @@ class Runner:
     async def relay(self, pipe: asyncio.StreamReader, to: Literal["out", "err"]) -> None:
         """Copy a child's output to ours, whole lines at a time. A line longer than
         ``RELAY_MAX_LINE`` goes out in pieces; a last line without a newline gets one
-        on a terminal (or the status line would overwrite it)."""
+        on a terminal (or the status line would overwrite it). Once our side is closed
+        (``| head``), the child's output is read and dropped, so the child never blocks."""
         screen = self.screen
         held = b""
+        open_ = True
+
+        def write(data: bytes) -> None:
+            nonlocal open_
+            if open_:
+                try:
+                    screen.write(to, data)
+                except OSError:
+                    open_ = False
+
         try:
             while chunk := await pipe.read(65536):
                 held += chunk
                 cut = held.rfind(b"\n") + 1
                 if cut:
-                    screen.write(to, held[:cut])
+                    write(held[:cut])
                     held = held[cut:]
                 elif len(held) >= RELAY_MAX_LINE:
-                    screen.write(to, held)
+                    write(held)
                     held = b""
         finally:
             if held:
-                screen.write(to, held + b"\n" if screen.is_tty(to) else held)
+                write(held + b"\n" if screen.is_tty(to) else held)
 
     async def settle(self, job: Job, code: int | None) -> None:
         from topics_client import TopicsError, backoff_ms

@@ -299,8 +299,11 @@ def put(
         compact=not data,
     )
     try:
-        for batch in _batches(batches, parse):
-            writer.write(batch)
+        try:
+            for batch in _batches(batches, parse):
+                writer.write(batch)
+        finally:
+            writer.screen.close()  # an error or Ctrl-C then starts a line of its own
     except _BadLine as bad:
         total = writer.total
         done = f"{total:,} records before it were appended" if total else "nothing appended"
@@ -308,7 +311,6 @@ def put(
             f"{source} {bad.line_no}: {bad.why}; nothing of its batch was sent ({done})",
             hint="--raw sends lines as strings; --skip-invalid skips bad lines",
         ) from None
-    sink.clear_status()
     if parse.skipped:
         shown = ", ".join(map(str, parse.skipped[:10])) + (" …" if len(parse.skipped) > 10 else "")
         sink.warn(f"skipped {len(parse.skipped)} invalid {source}s ({shown})")
@@ -344,8 +346,11 @@ class _Writer:
         config: dict[str, Any] | None,
         compact: bool = False,
     ) -> None:
+        from topics_cli.terminal import Screen
+
         self.client = client
         self.compact = compact
+        self.screen = Screen(sink, live=sink.err_is_tty() and not sink.quiet)
         self.sink = sink
         self.topic = topic
         self.options = {"node": node, "create": create, "config": config}
@@ -376,12 +381,13 @@ class _Writer:
         }
         self.results.append(entry)
         if self.sink.mode == "jsonl":
-            self.sink.result(
-                {k: v for k, v in entry.items() if k != "seqs"} if self.compact else entry
-            )
+            with self.screen.above():  # acks on a terminal: above the progress line
+                self.sink.result(
+                    {k: v for k, v in entry.items() if k != "seqs"} if self.compact else entry
+                )
         if index > 0 or self.compact:
             rate = self.total / max(1e-6, time.monotonic() - self.started)
-            self.sink.status(f"put {self.topic}: {self.total:,} records ({rate:,.0f}/s)")
+            self.screen.status(f"put {self.topic}: {self.total:,} records ({rate:,.0f}/s)")
 
     def summary(self, skipped: list[int]) -> None:
         sink, seqs, results = self.sink, self.seqs, self.results

@@ -317,6 +317,9 @@ def watch(
         screen.close()
         tracker.summary()
         raise
+    except BaseException:
+        screen.close()  # the error gets a line of its own
+        raise
     screen.close()
     watcher.save()
     tracker.summary()
