@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -167,12 +167,13 @@ def _arg_batches(data: list[str], size: int) -> Lines:
 READ_SIZE = 1 << 16
 
 
-def _stdin_batches(fd: int, size: int, linger: float | None) -> Lines:
-    """Batches of up to ``size`` lines read from ``fd``: a full batch as soon as it is
-    read, a partial one once its first line has waited ``linger`` seconds with nothing
-    more to read (``None``: only at EOF). Reads whole chunks (no per-line system call);
+def _stdin_batches(
+    read: Callable[[int], bytes], fd: int | None, size: int, linger: float | None
+) -> Lines:
+    """Batches of up to ``size`` lines from ``read``: a full batch as soon as it is read, a
+    partial one once its first line has waited ``linger`` seconds with nothing more to
+    read on ``fd`` (``None``: only at EOF). Reads whole chunks (no per-line system call);
     ``select`` only waits while a partial batch is held."""
-    import os
     import select
 
     pending: list[bytes] = []
@@ -180,14 +181,14 @@ def _stdin_batches(fd: int, size: int, linger: float | None) -> Lines:
     line_no = 1  # number of pending[0]
     since = 0.0  # when pending[0] was read
     while True:
-        if pending and linger is not None:
+        if pending and linger is not None and fd is not None:  # fd None: in-memory stdin
             left = since + linger - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 yield line_no, pending
                 line_no += len(pending)
                 pending = []
                 continue
-        chunk = os.read(fd, READ_SIZE)
+        chunk = read(READ_SIZE)
         if not chunk:
             if held:
                 pending.append(held)
@@ -287,7 +288,9 @@ def put(
     if data:
         batches, source = _arg_batches(data, batch_size), "argument"
     else:
-        batches, source = _stdin_batches(_stdin_fd(), batch_size, None if key else linger_s), "line"
+        read, fd = _stdin()
+        batches = _stdin_batches(read, fd, batch_size, None if key else linger_s)
+        source = "line"
     writer = _Writer(
         app.client(),
         sink,
@@ -319,14 +322,21 @@ def put(
     writer.summary(parse.skipped)
 
 
-def _stdin_fd() -> int:
-    """stdin's descriptor, unless it is a terminal (nobody is piping records in)."""
+def _stdin() -> tuple[Callable[[int], bytes], int | None]:
+    """How to read stdin (its descriptor when it has one), unless it is a terminal."""
+    import io
+    import os
+
     if sys.stdin.isatty():
         raise CliError(
             "no records: pass DATA arguments or pipe JSON lines on stdin",
             hint="topics put TOPIC '{\"id\": 1}'",
         )
-    return sys.stdin.fileno()
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return sys.stdin.buffer.read, None
+    return lambda n: os.read(fd, n), fd
 
 
 class _Writer:
