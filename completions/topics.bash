@@ -15,6 +15,7 @@
 #   topics gaps check --checkpoint --from --sample --warn-before -c -f
 #   topics gaps scan --checkpoint --from --until -c -f
 #   topics info
+#   topics lag --map --output --sample --warn-before -o
 #   topics lease
 #   topics lease ack --lease-id --node
 #   topics lease claim --lease-ms --max --node -n
@@ -30,6 +31,7 @@
 #   topics router put --allow-cycle --dest --exactly-once --filter-prefix --filter-tag --no-create-dest --no-preserve-node --no-preserve-tag --source
 #   topics router rm --yes -y
 #   topics serve --access-log --data-dir --host --log-level --port --port-file -p
+#   topics smoke --junit-xml --only --prefix --skip --timeout
 #   topics status --timeout --wait
 #   topics tombstone
 #   topics tombstone check --checkpoint --from --sample --warn-before -c -f
