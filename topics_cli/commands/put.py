@@ -268,7 +268,7 @@ def put(
         typer.Option(
             "--linger",
             help="From stdin: send a batch that is not full once its first line has waited "
-            "this long, e.g. 100ms, 2s (0: send every read at once). Not with --key.",
+            "this long, e.g. 100ms, 2s (0: send every read at once). Ignored with --key.",
         ),
     ] = "100ms",
 ) -> None:
