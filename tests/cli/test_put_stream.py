@@ -172,3 +172,15 @@ def test_acks_on_a_terminal_never_share_a_line_with_the_progress_line(
     acks = [json.loads(s) for s in lines if s.startswith("{")]
     assert [a["first_seq"] for a in acks] == list(range(1, 1001, 100)), text
     assert [s for s in lines if f"put {topic}: " in s and '"topic"' in s] == [], text
+
+
+def test_in_memory_stdin_is_read_too(base_url: str, topic: str) -> None:
+    """Run in-process (``CliRunner``), stdin has no descriptor: read in chunks, no linger."""
+    from typer.testing import CliRunner
+
+    from topics_cli.app import app
+
+    r = CliRunner().invoke(app, ["--url", base_url, "put", topic, "-o", "jsonl"], input="1\n2\n")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["count"] == 2
+    assert _records(base_url, topic) == [1, 2]
