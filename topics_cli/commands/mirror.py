@@ -231,6 +231,7 @@ async def _main(
     import asyncio
     import signal
 
+    from topics_cli.errors import CliError
     from topics_cli.mirror.relay import Relay, Side
     from topics_client import AsyncClient
 
@@ -246,10 +247,14 @@ async def _main(
     server = None
     ticker = asyncio.ensure_future(_tick(relay, reporter, status_s))
     try:
-        if metrics[1] is not None:
-            server = await _serve_metrics(relay, *metrics)
-            port = server.sockets[0].getsockname()[1]
-            reporter.info(f"metrics on http://{metrics[0]}:{port}/metrics")
+        host, port = metrics
+        if port is not None:
+            try:
+                server = await _serve_metrics(relay, host, port)
+            except OSError as exc:
+                raise CliError(f"--metrics-port {port}: {exc.strerror or exc}") from None
+            bound = server.sockets[0].getsockname()[1]
+            reporter.info(f"metrics on http://{host}:{bound}/metrics")
         reporter.emit("start", {"directions": [d.name for d in relay.directions]})
         code = await relay.run()
         reporter.finish(relay)
@@ -273,9 +278,7 @@ class _Reporter:
         self.pretty = sink.mode == "pretty"
 
     def __call__(self, kind: str, payload: dict[str, Any], text: str) -> None:
-        if kind == "gap":
-            self.sink.warn(text)
-        elif kind == "retry":
+        if kind in ("gap", "retry"):
             self.sink.warn(text)
         elif self.pretty:
             self.sink.info(text)

@@ -219,5 +219,5 @@ def gap_marker(*, source: str, topic: str, gap: Any, node: str) -> dict[str, Any
 
 def backoff(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> float:
     """Seconds before retry ``attempt`` (0-based): exponential with full jitter."""
-    ceiling = min(cap, base * (2 ** min(attempt, 30)))
+    ceiling = min(cap, base * float(2 ** min(attempt, 30)))
     return ceiling / 2 + random.random() * ceiling / 2

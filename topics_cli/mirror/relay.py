@@ -16,6 +16,8 @@ that earlier write reached, so exactly the records after it are sent on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +41,9 @@ from topics_cli.mirror.stats import DirectionStats, TopicStats
 __all__ = ["GapExit", "MirrorOptions", "Relay", "Side"]
 
 WATCH_MAX_TOPICS = 256
+KILL_AFTER_WRITES_ENV = "TOPICS_MIRROR_KILL_AFTER_WRITES"
+"""Fault injection for the crash tests: SIGKILL the relay itself after this many
+acknowledged writes, before their checkpoint (the window idempotency keys exist for)."""
 EXIT_GAP = 3
 EXIT_INTERRUPTED = 130
 
@@ -92,14 +97,15 @@ class Relay:
         self.cursors: dict[str, int] = {}
         self.stop_event = asyncio.Event()
         self.exit_code = 0
+        self.writes = 0
+        kill_after = os.environ.get(KILL_AFTER_WRITES_ENV, "")
+        self.kill_after = int(kill_after) if kill_after.isdigit() else None
         if options.checkpoint:
             from topics_client import load_checkpoint
 
             self.cursors = load_checkpoint(options.checkpoint)
 
-    def add(
-        self, source: Side, dest: Side, rename: tuple[str, str] | None = None
-    ) -> Direction:
+    def add(self, source: Side, dest: Side, rename: tuple[str, str] | None = None) -> Direction:
         direction = Direction(self, source, dest, rename)
         self.directions.append(direction)
         return direction
@@ -115,10 +121,8 @@ class Relay:
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` or until the relay stops."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop_event.wait(), seconds)
-        except TimeoutError:
-            pass
 
     def save(self, direction: Direction) -> None:
         if self.options.checkpoint:
@@ -262,9 +266,7 @@ class Direction:
         self.restart.clear()
         self.caught_up.clear()
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=4)
-        chunks = [
-            topics[i : i + WATCH_MAX_TOPICS] for i in range(0, len(topics), WATCH_MAX_TOPICS)
-        ]
+        chunks = [topics[i : i + WATCH_MAX_TOPICS] for i in range(0, len(topics), WATCH_MAX_TOPICS)]
         tasks = [asyncio.ensure_future(self.read(chunk, queue)) for chunk in chunks]
         if not self.relay.options.once:
             tasks.append(asyncio.ensure_future(self.relist(topics)))
@@ -400,6 +402,11 @@ class Direction:
         stats.skipped_loop += plan.skipped_loop
         stats.skipped_hops += plan.skipped_hops
         written_through = await self.write(topic, list(plan.writes))
+        self.relay.writes += 1
+        if self.relay.kill_after is not None and self.relay.writes >= self.relay.kill_after:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
         self.stats.batches += 1
         self.commit(topic, max(cursor, event.to_seq, written_through))
 
@@ -524,4 +531,3 @@ def _describe(exc: BaseException) -> str:
     code = getattr(exc, "code", None)
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return f"{code}: {text}" if code else text
-

@@ -86,7 +86,12 @@ def _label(value: str) -> str:
 
 
 _TOPIC_SERIES = (
-    ("topics_mirror_copied_records_total", "counter", "Records written to the destination.", "copied"),
+    (
+        "topics_mirror_copied_records_total",
+        "counter",
+        "Records written to the destination.",
+        "copied",
+    ),
     ("topics_mirror_lag_records", "gauge", "Source head minus the relay's cursor.", "lag"),
     ("topics_mirror_gaps_total", "counter", "Source gaps (tombstones) the relay met.", "gaps"),
     (
