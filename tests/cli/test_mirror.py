@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.cli.conftest import cli_env
-from tests.serverproc import ServerProcess
+from tests.cli.conftest import cli_env, run_in_pty
+from tests.serverproc import ServerProcess, free_port
 from topics_cli.mirror.plan import (
     META_KEY,
     batch_key,
@@ -32,10 +32,10 @@ from topics_client import Client, Record, TopicNotFoundError
 def servers(tmp_path: Path) -> Iterator[Callable[[str], ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def start(name: str, **env: str) -> ServerProcess:
-        server = ServerProcess(data_dir=tmp_path / name, env=env).start()
+    def start(name: str, port: int = 0, run: bool = True) -> ServerProcess:
+        server = ServerProcess(data_dir=tmp_path / name, port=port)
         started.append(server)
-        return server
+        return server.start() if run else server
 
     yield start
     for server in started:
@@ -190,7 +190,7 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(
     servers: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
     src, dst = servers("src"), servers("dst")
-    total = 30_000
+    total = 20_000
     with Client(src.url) as client:
         for start in range(0, total, 5000):
             client.topics.write("orders", [{"data": start + i} for i in range(5000)])
@@ -282,3 +282,72 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
     assert code == 2 and "expected two servers" in err
     code, _, err = run_relay(tmp_path, "a=http://h:1", "b=http://h:2")
     assert code == 2 and "--topic" in err
+
+
+def metric(url: str, series: str) -> float:
+    import httpx
+
+    for line in httpx.get(url).text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return float("nan")
+
+
+def test_reconnects_with_backoff_on_both_sides(
+    servers: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    src = servers("src", port=free_port())
+    dst = servers("dst", port=free_port(), run=False)  # not up yet
+    write(src.url, "r", "n", ["a", "b"])
+    dst_url = f"http://127.0.0.1:{dst.fixed_port}"
+    proc = relay(tmp_path, f"s={src.url}", f"d={dst_url}", "-t", "r", "--metrics-port", "0")
+    try:
+        assert proc.stderr is not None
+        url = proc.stderr.readline().decode().split("metrics on ", 1)[1].strip()
+        labels = 'source="s",dest="d"'
+        wait_until(lambda: metric(url, f'topics_mirror_retries_total{{{labels},side="dest"}}') >= 1)
+        dst.start()
+        wait_until(lambda: len(read_all(dst.url, "r")) == 2)
+        src.restart()  # the watch stream drops; the relay reconnects from its cursor
+        write(src.url, "r", "n", ["c"])
+        wait_until(lambda: len(read_all(dst.url, "r")) == 3)
+        assert metric(url, f'topics_mirror_retries_total{{{labels},side="source"}}') >= 1
+    finally:
+        code, _, err = stop(proc)
+    assert code == 0, err
+    assert [r.data["id"] for r in read_all(dst.url, "r")] == ["a", "b", "c"]
+    assert "retrying" in err
+
+
+def test_sigterm_finishes_the_batch_in_flight_and_saves_the_checkpoint(
+    servers: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    src, dst = servers("src"), servers("dst")
+    with Client(src.url) as client:
+        client.topics.write("big", [{"data": i} for i in range(10_000)])
+    cp = tmp_path / "big.cp"
+    proc = relay(
+        tmp_path, f"s={src.url}", f"d={dst.url}", "-t", "big", "-c", str(cp), "--batch", "50"
+    )
+    wait_until(lambda: len(read_all(dst.url, "big")) > 0)
+    code, _, err = stop(proc)
+    assert code == 0, err
+    copies = read_all(dst.url, "big")
+    saved = orjson.loads(cp.read_bytes())["s/big"]
+    assert 0 < saved < 10_000  # stopped mid-copy...
+    assert copies[-1].meta is not None and copies[-1].meta[META_KEY]["seq"] == saved  # ...in step
+    assert [r.data for r in copies] == list(range(saved))
+
+
+def test_terminal_gets_a_status_line_not_json(
+    servers: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    src, dst = servers("src"), servers("dst")
+    write(src.url, "p", "n", ["a", "b", "c"])
+    code, text = run_in_pty(
+        ["mirror", f"s={src.url}", f"d={dst.url}", "-t", "p", "--once"],
+        cli_env("http://127.0.0.1:9", tmp_path),
+    )
+    assert code == 0, text
+    assert "s->d 3 copied" in text and "lag p=0" in text and "checkpoint" in text
+    assert '"event"' not in text

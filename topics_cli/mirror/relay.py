@@ -271,7 +271,7 @@ class Direction:
         if not self.relay.options.once:
             tasks.append(asyncio.ensure_future(self.relist(topics)))
         try:
-            while True:
+            while not self.relay.stopping and not self.restart.is_set():
                 item = await self._next(queue)
                 if item is None:
                     return
