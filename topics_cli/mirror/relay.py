@@ -162,6 +162,7 @@ class Direction:
         self.caught_up: set[str] = set()
         self.restart = asyncio.Event()
         self.done = False
+        self._held: Any = None  # an event taken off the queue while coalescing
 
     @property
     def name(self) -> str:
@@ -265,7 +266,8 @@ class Direction:
         """Copy ``topics`` until stopped, done (``--once``) or the topic set changes."""
         self.restart.clear()
         self.caught_up.clear()
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=4)
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
+        self._held = None
         chunks = [topics[i : i + WATCH_MAX_TOPICS] for i in range(0, len(topics), WATCH_MAX_TOPICS)]
         tasks = [asyncio.ensure_future(self.read(chunk, queue)) for chunk in chunks]
         if not self.relay.options.once:
@@ -275,7 +277,7 @@ class Direction:
                 item = await self._next(queue)
                 if item is None:
                     return
-                await self.handle(item)
+                await self.handle(self._coalesce(item, queue))
                 if self.relay.options.once and self.caught_up >= set(topics):
                     self.done = True
                     return
@@ -286,8 +288,36 @@ class Direction:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    def _coalesce(self, item: Any, queue: asyncio.Queue[Any]) -> Any:
+        """``item`` plus the record frames of the same topic already queued behind it, up
+        to ``--batch`` records: one destination write and one checkpoint for all of them
+        when the relay runs behind."""
+        from topics_client import RecordsEvent
+
+        if not isinstance(item, RecordsEvent):
+            return item
+        records = list(item.records)
+        to_seq, head_seq = item.to_seq, item.head_seq
+        while not queue.empty():
+            following = queue.get_nowait()
+            if (
+                not isinstance(following, RecordsEvent)
+                or following.topic != item.topic
+                or len(records) + len(following.records) > self.relay.options.limit
+            ):
+                self._held = following
+                break
+            records.extend(following.records)
+            to_seq, head_seq = following.to_seq, following.head_seq
+        if to_seq == item.to_seq:
+            return item
+        return RecordsEvent(item.topic, item.from_seq, to_seq, head_seq, tuple(records))
+
     async def _next(self, queue: asyncio.Queue[Any]) -> Any:
         """The next event, or ``None`` once the relay stops or the topic set changed."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            return held
         get = asyncio.ensure_future(queue.get())
         stop = asyncio.ensure_future(self.relay.stop_event.wait())
         restart = asyncio.ensure_future(self.restart.wait())
