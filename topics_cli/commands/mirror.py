@@ -8,6 +8,7 @@ import typer
 
 from topics_cli.context import get_app
 from topics_cli.group import typer_app
+from topics_cli.mirror.plan import MAX_FRAME_RECORDS
 
 if TYPE_CHECKING:
     from topics_cli.mirror.relay import Relay
@@ -134,7 +135,7 @@ def mirror(
     batch: Annotated[
         int,
         typer.Option("--batch", help="Most records per source frame and destination write."),
-    ] = 1000,
+    ] = MAX_FRAME_RECORDS,
     give_up_after: Annotated[
         int | None,
         typer.Option(
@@ -158,8 +159,8 @@ def mirror(
         status_s = parse_duration_ms(status_every) / 1000
     except PositionError as exc:
         raise typer.BadParameter(str(exc)) from None
-    if not 1 <= batch <= 1000:
-        raise typer.BadParameter("--batch is 1..1000")
+    if not 1 <= batch <= MAX_FRAME_RECORDS:
+        raise typer.BadParameter(f"--batch is 1..{MAX_FRAME_RECORDS}")
     if relist_s <= 0 or status_s <= 0:
         raise typer.BadParameter("--relist and --status-every must be positive")
     try:
@@ -197,7 +198,7 @@ def mirror(
         gap_marker=gap_marker_flag,
         node=node,
         relist_s=relist_s,
-        limit=batch,
+        batch=batch,
         give_up_after=give_up_after if give_up_after is not None else (8 if once else None),
     )
     sink = ap.sink

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
+    "MAX_FRAME_RECORDS",
     "MAX_HOPS",
     "META_KEY",
     "Endpoint",
@@ -43,6 +44,9 @@ META_KEY = "_topics_mirror"
 
 ORIGINAL_META_KEY = "_topics_original_meta"
 """Holds the original ``meta`` when it cannot take one more key (not an object, or full)."""
+
+MAX_FRAME_RECORDS = 1000
+"""The most records a server puts in one watch frame (SPEC §9.1, ``limit`` clamp)."""
 
 MAX_HOPS = 8
 """A record already copied this many times is not copied again (the routers' cap)."""
@@ -217,7 +221,10 @@ def gap_marker(*, source: str, topic: str, gap: Any, node: str) -> dict[str, Any
     }
 
 
-def backoff(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> float:
-    """Seconds before retry ``attempt`` (0-based): exponential with full jitter."""
-    ceiling = min(cap, base * float(2 ** min(attempt, 30)))
+def backoff(attempt: int, *, base_ms: int = 200, max_ms: int = 10_000) -> float:
+    """Seconds before retry ``attempt`` (0-based): the client's exponential
+    :func:`~topics_client.backoff_ms`, with jitter so relays do not retry in step."""
+    from topics_client import backoff_ms
+
+    ceiling = backoff_ms(attempt + 1, base_ms, max_ms) / 1000
     return ceiling / 2 + random.random() * ceiling / 2

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from topics_cli.mirror.plan import (
+    MAX_FRAME_RECORDS,
     MAX_HOPS,
     META_KEY,
     Endpoint,
@@ -70,7 +71,7 @@ class MirrorOptions:
     node: str = "topics-mirror"
     relist_s: float = 10.0
     max_hops: int = MAX_HOPS
-    limit: int = 1000
+    batch: int = MAX_FRAME_RECORDS  # records per watch frame and destination write
     give_up_after: int | None = None  # consecutive failures; None = retry forever
 
 
@@ -303,7 +304,7 @@ class Direction:
             if (
                 not isinstance(following, RecordsEvent)
                 or following.topic != item.topic
-                or len(records) + len(following.records) > self.relay.options.limit
+                or len(records) + len(following.records) > self.relay.options.batch
             ):
                 self._held = following
                 break
@@ -361,7 +362,7 @@ class Direction:
             stream = self.source.client.watch.stream(
                 starts,
                 include_tags=True,
-                limit=self.relay.options.limit,
+                limit=self.relay.options.batch,
                 lenient=True,
                 max_reconnects=0,  # every reconnect is ours: counted, reported, backed off
             )
