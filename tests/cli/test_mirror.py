@@ -186,6 +186,33 @@ def test_triangle_terminates_and_delivers_each_record_once(
         assert ("tired" in ids) == (s is a) and len(ids) == (10 if s is a else 9)
 
 
+def test_full_mesh_of_two_way_relays_terminates_with_two_routes_per_record(
+    servers: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    a, b, c = servers("a"), servers("b"), servers("c")
+    named = {"A": a, "B": b, "C": c}
+    for n, s in named.items():
+        write(s.url, "t", f"node-{n}", [f"{n}{i}" for i in range(2)])
+    pairs = [("A", "B"), ("B", "C"), ("C", "A")]
+    procs = [
+        relay(tmp_path, f"{x}={named[x].url}", f"{y}={named[y].url}", "-t", "t", "--both-ways")
+        for x, y in pairs
+    ]
+    try:
+        # own records once, each other server's twice (directly, and through the third)
+        for s in named.values():
+            wait_until(lambda s=s: len(read_all(s.url, "t")) == 10)
+    finally:
+        results = [stop(p) for p in procs]
+    assert all(code == 0 for code, _, _ in results), results
+    for n, s in named.items():
+        ids = Counter(r.data["id"] for r in read_all(s.url, "t"))
+        assert {i: k for i, k in ids.items() if i.startswith(n)} == {f"{n}0": 1, f"{n}1": 1}
+        assert {k for i, k in ids.items() if not i.startswith(n)} == {2}
+        hops = {hop_info(r.meta)[0] for r in read_all(s.url, "t")}
+        assert hops == {0, 1, 2}
+
+
 def test_sigkill_at_random_points_loses_and_doubles_nothing(
     servers: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
@@ -282,6 +309,17 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
     assert code == 2 and "expected two servers" in err
     code, _, err = run_relay(tmp_path, "a=http://h:1", "b=http://h:2")
     assert code == 2 and "--topic" in err
+    code, _, err = run_relay(tmp_path, "--from", "http://h:1/x", "--to", "http://h:1/x")
+    assert code == 2 and "same topics on one server" in err
+
+
+def test_once_gives_up_on_an_unreachable_server_with_one_line(tmp_path: Path) -> None:
+    a, b = (f"http://127.0.0.1:{free_port()}" for _ in "ab")
+    code, _, err = run_relay(
+        tmp_path, f"a={a}", f"b={b}", "-t", "x", "--once", "--give-up-after", "1"
+    )
+    assert code == 6, err
+    assert "Traceback" not in err and err.count("topics: error:") == 1
 
 
 def metric(url: str, series: str) -> float:

@@ -395,10 +395,11 @@ class Direction:
         elif isinstance(item, Gap):
             await self.gap(item)
         elif isinstance(item, CaughtUpEvent):
+            # every seq up to the head was examined: commit past trailing deleted records
             stats = self.topic_stats(item.topic)
-            stats.head = max(stats.cursor, item.head_seq)
-            if stats.cursor < item.head_seq:
-                stats.head = stats.cursor = item.head_seq
+            stats.head = item.head_seq
+            if self.cursor(item.topic) < item.head_seq:
+                self.commit(item.topic, item.head_seq)
             self.caught_up.add(item.topic)
         elif isinstance(item, TopicDeletedEvent):
             self.caught_up.add(item.topic)
