@@ -264,9 +264,12 @@ def test_capped_source_that_evicted_reports_the_gap_and_writes_a_marker(
     assert code == 0, err
     gap = next(e for e in map(orjson.loads, out.splitlines()) if e["event"] == "gap")
     assert (gap["gap_from"], gap["gap_to"], gap["missed_estimate"]) == (1, 40, 40)
-    copies = read_all(dst.url, "capped")
+    stopped = [e for e in map(orjson.loads, out.splitlines()) if e["event"] == "stop"]
+    assert stopped[0]["gaps"] == 1
+    with Client(dst.url) as client:
+        copies = list(client.topics.replay("capped", include_tags=True))
     marker = copies[0]
-    assert marker.tag is None or marker.tag == "mirror-gap"
+    assert marker.tag == "mirror-gap"
     assert marker.data["mirror_gap"]["gap_to"] == 40 and marker.node == "topics-mirror"
     assert [r.data for r in copies[1:]] == list(range(40, 50))
 
