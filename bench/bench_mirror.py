@@ -88,7 +88,21 @@ async def latency(src: ServerProcess, dst: ServerProcess, workdir: Path, samples
                     if len(seen) >= samples:
                         return
 
+        direct: list[float] = []
+
+        async def watch_source() -> None:  # the baseline: the same write, watched at its source
+            async with source.watch.stream({"bench:live": 0}) as stream:
+                async for event in stream:
+                    if isinstance(event, RecordsEvent):
+                        now = time.perf_counter()
+                        direct.extend(
+                            now - sent[r.data["i"]] for r in event.records if r.data["i"] in sent
+                        )
+                    if len(direct) >= samples:
+                        return
+
         watcher = asyncio.ensure_future(watch())
+        baseline = asyncio.ensure_future(watch_source())
         try:
             await asyncio.wait_for(warm.wait(), 60)
             for i in range(samples):
@@ -96,13 +110,18 @@ async def latency(src: ServerProcess, dst: ServerProcess, workdir: Path, samples
                 await source.topics.write("bench:live", [{"data": {"i": i}}])
                 await asyncio.sleep(0.02)
             await asyncio.wait_for(watcher, 60)
+            await asyncio.wait_for(baseline, 60)
         finally:
             watcher.cancel()
+            baseline.cancel()
             proc.terminate()
             proc.wait(30)
     ms = [s * 1000 for s in seen]
     report("mirror added latency p50 (write → dest visible)", percentile(ms, 50), "ms")
     report("mirror added latency p99 (write → dest visible)", percentile(ms, 99), "ms")
+    base = [s * 1000 for s in direct]
+    report("  baseline p50, no relay (write → source watch)", percentile(base, 50), "ms")
+    report("  baseline p99, no relay (write → source watch)", percentile(base, 99), "ms")
 
 
 def main() -> None:
