@@ -96,7 +96,8 @@ def test_plan_skips_records_already_on_the_destination_path_and_at_the_hop_cap()
     seven = Record(seq=4, ts=0, data=4, tag="t", meta={"k": 1, META_KEY: {"hops": 7, "path": []}})
     plan = plan_batch([home, echo, tired, seven], source="fra", dest="iad", topic="chat")
     assert (plan.skipped_loop, plan.skipped_hops) == (1, 1)
-    (s1, w1), (s4, w4) = plan.writes
+    (c1, c4) = plan.writes
+    s1, w1, s4, w4 = c1.seq, c1.record, c4.seq, c4.record
     assert (s1, w1["node"], w1["meta"][META_KEY]) == (
         1,
         "api-fra",
@@ -104,13 +105,13 @@ def test_plan_skips_records_already_on_the_destination_path_and_at_the_hop_cap()
     )
     assert (s4, w4["tag"], w4["meta"]["k"], hop_info(w4["meta"])[0]) == (4, "t", 1, 8)
     full = Record(seq=5, ts=0, data=5, meta={f"k{i}": i for i in range(64)})
-    wrapped = plan_batch([full], source="a", dest="b", topic="t").writes[0][1]["meta"]
+    wrapped = plan_batch([full], source="a", dest="b", topic="t").writes[0].record["meta"]
     assert wrapped["_topics_original_meta"] == full.meta and hop_info(wrapped)[0] == 1
 
 
 def test_keys_and_endpoints() -> None:
-    assert batch_key("fra", "orders", 41) == "mirror:fra:orders:41"
-    assert len(batch_key("fra", "x" * 255, 41).encode()) <= 256
+    assert batch_key("fra", "orders", 41, 1760000000123) == "mirror:fra:orders:41@1760000000123"
+    assert len(batch_key("fra", "x" * 255, 41, 1760000000123).encode()) <= 256
     assert parse_endpoint("fra=http://h:4000", with_topic=False).name == "fra"
     e = parse_endpoint("http://h:4000/orders.fra", with_topic=True)
     assert (e.name, e.url, e.topic) == ("h:4000", "http://h:4000", "orders.fra")
@@ -211,6 +212,36 @@ def test_full_mesh_of_two_way_relays_terminates_with_two_routes_per_record(
         assert {k for i, k in ids.items() if not i.startswith(n)} == {2}
         hops = {hop_info(r.meta)[0] for r in read_all(s.url, "t")}
         assert hops == {0, 1, 2}
+
+
+def test_a_source_topic_deleted_and_recreated_is_copied_again_from_its_start(
+    servers: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    src, dst = servers("src"), servers("dst")
+    write(src.url, "t", "n", ["old1", "old2"])
+    cp = tmp_path / "cp"
+    proc = relay(
+        tmp_path, f"s={src.url}", f"d={dst.url}", "-t", "t", "-c", str(cp), "--relist", "0.3s"
+    )
+    try:
+        wait_until(lambda: len(read_all(dst.url, "t")) == 2)
+        with Client(src.url) as client:
+            client.topics.delete("t")
+        wait_until(lambda: orjson.loads(cp.read_bytes()).get("s/t") == 0)
+        # the new instance passes the old cursor: only the deletion tells them apart, and
+        # its seqs 1.. must not be taken for the old instance's batches by the idempotency keys
+        write(src.url, "t", "n", ["new1", "new2", "new3"])
+        wait_until(lambda: len(read_all(dst.url, "t")) == 5)
+    finally:
+        code, _, err = stop(proc)
+    assert code == 0, err
+    assert [r.data["id"] for r in read_all(dst.url, "t")] == [
+        "old1",
+        "old2",
+        "new1",
+        "new2",
+        "new3",
+    ]
 
 
 def test_sigkill_at_random_points_loses_and_doubles_nothing(

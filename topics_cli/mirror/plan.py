@@ -25,6 +25,7 @@ __all__ = [
     "MAX_FRAME_RECORDS",
     "MAX_HOPS",
     "META_KEY",
+    "Copy",
     "Endpoint",
     "Plan",
     "backoff",
@@ -122,15 +123,17 @@ def _bounded(prefix: str, source: str, topic: str, suffix: str) -> str:
     return f"{prefix}:{digest}:{suffix}"
 
 
-def batch_key(source: str, topic: str, first_seq: int) -> str:
-    """Idempotency key of the batch starting at source seq ``first_seq``.
+def batch_key(source: str, topic: str, first_seq: int, first_ts: int) -> str:
+    """Idempotency key of the batch whose first record is source seq ``first_seq``,
+    written at ``first_ts`` (``$ts``, so a re-created topic's seqs never reuse a key).
 
-    The batch's start names it: after a crash the relay re-reads from its checkpoint, and
-    the first record it writes is the first one of the batch in doubt, even when the batch
-    it forms now is longer. The destination's dedupe answer says how many records that
-    earlier write held; the relay sends the rest under the key of their own first seq.
+    The batch's first record names it: after a crash the relay re-reads from its
+    checkpoint, and the first record it writes is the first one of the batch in doubt, even
+    when the batch it forms now is longer. The destination's dedupe answer says how far
+    that earlier write went; the relay sends the rest under the key of their own first
+    record.
     """
-    return _bounded("mirror", source, topic, str(first_seq))
+    return _bounded("mirror", source, topic, f"{first_seq}@{first_ts}")
 
 
 def gap_key(source: str, topic: str, gap_from: int, gap_to: int) -> str:
@@ -165,11 +168,19 @@ def copy_meta(meta: Any, entry: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
-    """One source batch decided: ``writes`` are ``(source seq, wire record)`` pairs;
-    the rest were passed over."""
+class Copy:
+    """One record to write: its source ``seq`` and ``ts``, and the destination ``record``."""
 
-    writes: tuple[tuple[int, dict[str, Any]], ...]
+    seq: int
+    ts: int
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One source batch decided: ``writes`` in source order; the rest were passed over."""
+
+    writes: tuple[Copy, ...]
     skipped_loop: int
     skipped_hops: int
 
@@ -180,7 +191,7 @@ def plan_batch(
     """Which of ``records`` (client :class:`~topics_client.Record`) to copy from server
     ``source`` to server ``dest``, as destination write records (``$node``, ``$tag``,
     ``data`` verbatim; ``meta`` plus the mirror entry)."""
-    writes: list[tuple[int, dict[str, Any]]] = []
+    writes: list[Copy] = []
     loops = hops_capped = 0
     for record in records:
         hops, path = hop_info(record.meta)
@@ -196,7 +207,7 @@ def plan_batch(
             wire["node"] = record.node
         if record.tag is not None:
             wire["tag"] = record.tag
-        writes.append((record.seq, wire))
+        writes.append(Copy(record.seq, record.ts, wire))
     return Plan(tuple(writes), loops, hops_capped)
 
 

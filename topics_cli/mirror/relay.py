@@ -27,6 +27,7 @@ from topics_cli.mirror.plan import (
     MAX_FRAME_RECORDS,
     MAX_HOPS,
     META_KEY,
+    Copy,
     Endpoint,
     backoff,
     batch_key,
@@ -164,6 +165,7 @@ class Direction:
         self.restart = asyncio.Event()
         self.done = False
         self._held: Any = None  # an event taken off the queue while coalescing
+        self.listed = False
 
     @property
     def name(self) -> str:
@@ -211,11 +213,12 @@ class Direction:
                 self.topic_stats(topic).cursor = self.relay.cursors[key]
                 continue
             seq = 0
-            if self.relay.options.start == "latest":
+            if self.relay.options.start == "latest" and not self.listed:
                 seq = (await self.source.client.topics.get(topic, touch=False)).head_seq
             self.relay.cursors[key] = seq
             self.topic_stats(topic).cursor = seq
             self.report("topic", {"topic": topic, "from_seq": seq}, f"mirroring {topic} from {seq}")
+        self.listed = True  # topics that appear later are new: copied from their start
 
     def report(self, kind: str, payload: dict[str, Any], text: str) -> None:
         self.relay.report(
@@ -309,7 +312,7 @@ class Direction:
                 self._held = following
                 break
             records.extend(following.records)
-            to_seq, head_seq = following.to_seq, following.head_seq
+            to_seq, head_seq = max(to_seq, following.to_seq), max(head_seq, following.head_seq)
         if to_seq == item.to_seq:
             return item
         return RecordsEvent(item.topic, item.from_seq, to_seq, head_seq, tuple(records))
@@ -403,6 +406,10 @@ class Direction:
             self.caught_up.add(item.topic)
         elif isinstance(item, TopicDeletedEvent):
             self.caught_up.add(item.topic)
+            if item.topic in self.topics:  # a re-created topic is new to the next listing
+                self.topics.remove(item.topic)
+            if item.reason == "deleted":  # any later instance is read from its start
+                self.commit(item.topic, 0)
             self.report(
                 "topic_deleted", {"topic": item.topic}, f"source topic {item.topic} is gone"
             )
@@ -418,7 +425,12 @@ class Direction:
     async def copy(self, event: Any) -> None:
         topic = event.topic
         cursor = self.cursor(topic)
-        records = [r for r in event.records if r.seq > cursor]
+        records = []
+        last = cursor
+        for record in event.records:  # a reconnect's re-sent records may follow the originals
+            if record.seq > last:
+                records.append(record)
+                last = record.seq
         stats = self.topic_stats(topic)
         stats.head = max(stats.head, event.head_seq)
         if not records and event.to_seq <= cursor:
@@ -442,7 +454,7 @@ class Direction:
         self.stats.batches += 1
         self.commit(topic, max(cursor, event.to_seq, written_through))
 
-    async def write(self, topic: str, writes: list[tuple[int, dict[str, Any]]]) -> int:
+    async def write(self, topic: str, writes: list[Copy]) -> int:
         """Append ``writes`` to the destination, retrying with the same key until they are
         acknowledged; returns the last source seq the destination holds (0 if none)."""
         stats = self.topic_stats(topic)
@@ -450,10 +462,10 @@ class Direction:
         through = 0
         failures = 0
         while writes:
-            key = batch_key(self.source.endpoint.name, topic, writes[0][0])
+            key = batch_key(self.source.endpoint.name, topic, writes[0].seq, writes[0].ts)
             try:
                 result = await self.dest.client.topics.write(
-                    dest_topic, [w for _, w in writes], idempotency_key=key, return_seqs=False
+                    dest_topic, [w.record for w in writes], idempotency_key=key, return_seqs=False
                 )
             except _io_errors() as exc:
                 failures += 1
@@ -467,14 +479,14 @@ class Direction:
             failures = 0
             if not result.deduped:
                 stats.copied += len(writes)
-                through = writes[-1][0]
+                through = writes[-1].seq
                 break
             stats.deduped += 1
             end = await self._original_end(dest_topic, result.last_seq)
             if end is None:  # that copy is gone: trust the count
-                end = writes[min(result.count, len(writes)) - 1][0]
+                end = writes[min(result.count, len(writes)) - 1].seq
             through = max(through, end)
-            writes = [w for w in writes if w[0] > end]
+            writes = [w for w in writes if w.seq > end]
         return through
 
     async def _original_end(self, dest_topic: str, last_seq: int) -> int | None:
