@@ -15,10 +15,10 @@ if TYPE_CHECKING:
     from topics_cli.output import Sink
 
 HELP = """Copy topics from one server to another, live: catch up from a checkpoint, then
-follow. Each source batch goes to the destination under an idempotency key named after the
-batch's first source seq, and the checkpoint is saved after the destination acknowledges
-it, so a relay killed at any point neither loses nor doubles a record (within the
-destination topic's idempotency_window_ms, default 2 minutes).
+follow. Each source batch goes to the destination under an idempotency key named after its
+first source record (seq and $ts), and the checkpoint is saved after the destination
+acknowledges it, so a relay killed at any point neither loses nor doubles a record (within
+the destination topic's idempotency_window_ms, default 2 minutes).
 
 $node and $tag travel verbatim; meta gains "_topics_mirror": {"hops", "path", "topic",
 "seq"}. A record is never copied into a server already on its path (no echoes in a
