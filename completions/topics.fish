@@ -24,7 +24,7 @@
 #   topics lease run --backoff-base-ms --backoff-max-ms --concurrency --exec --grace --idle-timeout --lease-ms --max-deliveries-hint --node --once -e -j
 #   topics ls --page-size --prefix
 #   topics mirror --batch --both-ways --checkpoint --fail-on-gap --from --gap-marker --give-up-after --metrics-host --metrics-port --node --once --relist --start --status-every --to --topic -c -t
-#   topics put --batch-size --config --envelope --key --meta --no-create --node --raw --skip-invalid --tag -t
+#   topics put --batch-size --config --envelope --key --linger --meta --no-create --node --raw --skip-invalid --tag -t
 #   topics rm --if-empty --yes -y
 #   topics router
 #   topics router get
@@ -37,6 +37,7 @@
 #   topics tombstone
 #   topics tombstone check --checkpoint --from --sample --warn-before -c -f
 #   topics tombstone scan --checkpoint --from --until -c -f
+#   topics top --checkpoints --interval --once --prefix --rows --sort --warn-before -i -n
 #   topics watch --checkpoint --count --fail-on-gap --from --heartbeat-ms --idle-timeout --meta --no-data --node --on-gap --until-caught-up -c -f -n
 _topics_completion() {
     local IFS=$'

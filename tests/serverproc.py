@@ -2,19 +2,24 @@
 
 Shared by the server, client and CLI tests and by the benchmarks: the server is
 launched with ``TOPICS_PORT=0`` (or a fixed ``port``) and reports the port it bound through
-``TOPICS_PORT_FILE``; readiness is probed over real HTTP.
+``TOPICS_PORT_FILE``; readiness is probed over real HTTP. The port file and the server's log
+sit next to the data directory. Tests pass a ``data_dir`` under pytest's ``tmp_path``; without
+one the server gets a temporary directory of its own, removed when the ``with`` block ends
+(or at :meth:`ServerProcess.close`, at the latest when the interpreter exits).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
@@ -39,8 +44,13 @@ class ServerProcess:
     ) -> None:
         """``port=0`` (default) binds an ephemeral port, new on every start; a fixed
         ``port`` keeps the URL stable across :meth:`restart` (see :func:`free_port`)."""
-        self._own_dir = data_dir is None
-        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="topics-test-"))
+        self._remove_own_dir: Callable[[], object] | None = None
+        if data_dir is None:
+            own = Path(tempfile.mkdtemp(prefix="topics-test-"))
+            self.data_dir = own / "data"
+            self._remove_own_dir = weakref.finalize(self, shutil.rmtree, own, ignore_errors=True)
+        else:
+            self.data_dir = Path(data_dir)
         self.extra_env = dict(env or {})
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
@@ -123,8 +133,14 @@ class ServerProcess:
         self.stop()
         return self.start()
 
+    def close(self) -> None:
+        """Stop the server and remove the directory it made for itself (if it made one)."""
+        self.stop()
+        if self._remove_own_dir is not None:
+            self._remove_own_dir()
+
     def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()

@@ -385,7 +385,8 @@ class Sink:
             return
         width = 200
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            width = os.get_terminal_size(self.err.fileno()).columns - 1
+            columns = os.get_terminal_size(self.err.fileno()).columns
+            width = columns - 1 if columns > 1 else width  # 0: a terminal with no size set
         self.err.write("\r\x1b[2K" + text[:width])
         self.err.flush()
         self._status_shown = True

@@ -58,7 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--topics-url",
         default=None,
-        help="use this topics server (default: TOPICS_URL, else start the bundled one)",
+        help="use this topics server (default: TOPICS_URL or TOPICS, else start the bundled one)",
     )
     group.addoption(
         "--topics-api-key",
@@ -88,13 +88,18 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 def _external_url(config: pytest.Config) -> str | None:
-    url = config.getoption("--topics-url") or os.environ.get("TOPICS_URL", "")
+    from ._config import BASE_URL_ENV
+
+    url = config.getoption("--topics-url")
+    for name in BASE_URL_ENV:
+        url = url or os.environ.get(name, "")
     return str(url).strip() or None
 
 
 def _api_key(config: pytest.Config) -> str | None:
-    key = config.getoption("--topics-api-key") or os.environ.get("TOPICS_API_KEY", "")
-    return str(key).strip() or None
+    from ._config import resolve_api_key
+
+    return resolve_api_key(config.getoption("--topics-api-key"))
 
 
 # ------------------------------------------------------------------ the bundled server

@@ -272,20 +272,6 @@ def test_run_idle_timeout(topics: Topics, topic: str, tmp_path: Path) -> None:
     assert "stopped by idle" in r.err or '"stopped_by":"idle"' in r.err
 
 
-def test_demo_lease_step(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "topics_cli", "demo", "--fast", "--step", "lease"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=cli_env("http://127.0.0.1:9", tmp_path),
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "lease queue" in r.stdout
-    assert '"$dead_letter_from":"render"' in r.stdout
-    assert '"queue":{"ready":0,"in_flight":0,"dead_lettered":1}' in r.stdout
-
-
 def test_run_help_documents_the_job_contract(topics: Topics) -> None:
     r = topics("lease", "run", "--help")
     for name in ("TOPICS_JOB_SEQ", "TOPICS_JOB_LEASE_ID", "--concurrency", "--grace", "--once"):

@@ -1,11 +1,9 @@
-"""watch, routers and the demo: these need /v0/watch and /v0/routers on the server."""
+"""watch and routers: these need /v0/watch and /v0/routers on the server."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
-import shlex
 import socket
 import subprocess
 import sys
@@ -13,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -224,71 +221,3 @@ def test_router_commands(topics: Topics, topic: str) -> None:
     assert "dest_lag" in rows[0]
     assert topics("router", "rm", name, "--yes").jsonl()[0]["deleted"] is True
     assert topics("router", "get", name).code == 4
-
-
-def _demo(tmp_path: Path, *steps: str) -> subprocess.CompletedProcess[str]:
-    args = [a for step in steps for a in ("--step", step)]
-    return subprocess.run(
-        [sys.executable, "-m", "topics_cli", "demo", "--fast", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=cli_env("http://127.0.0.1:9", tmp_path),
-    )
-
-
-def _transcript(stdout: str) -> list[tuple[list[str], list[str]]]:
-    """``(argv, output lines)`` for each ``$ topics …`` line the demo printed."""
-    runs: list[tuple[list[str], list[str]]] = []
-    for line in stdout.splitlines():
-        if line.startswith("$ topics "):
-            runs.append((shlex.split(line)[2:], []))
-        elif runs and line and not line.startswith(("   ", "==", "done:")):
-            runs[-1][1].append(line)
-    return runs
-
-
-_VOLATILE = re.compile(
-    r'"(\$ts|deadline|lease_id|last_write_ts|seconds|write_rate)":("[^"]*"|[\d.]+)'
-)
-
-
-def test_demo_runs_every_step(tmp_path: Path) -> None:
-    r = _demo(tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    for title in ("durable stream", "slow reader", "job queue", "two-node mirror", "lease queue"):
-        assert title in r.stdout
-    runs = {" ".join(argv): out for argv, out in _transcript(r.stdout)}
-    echoes = runs["diff a --node edge-a -o data -q"]
-    assert echoes and set(echoes) == {"written at B"}  # never its own write
-    assert set(runs["diff b --node edge-b -o data -q"]) == {"written at A"}
-    dead = json.loads(runs["diff render.dlq -q"][0])
-    assert dead["data"] == {"clip": 3} and dead["meta"]["$dead_letter_from"] == "render"
-    info = json.loads(runs["info render"][0])
-    assert info["queue"] == {"ready": 0, "in_flight": 0, "dead_lettered": 1}
-    assert '"$gap"' in r.stderr  # the slow reader's diff reports its gap
-
-
-def test_demo_prints_what_it_runs(tmp_path: Path, server_factory: Callable[..., Any]) -> None:
-    """Each ``$ topics …`` line is the command that ran: replaying the printed lines, in
-    order, against a fresh server gives the very output the demo printed under each."""
-    r = _demo(tmp_path, "stream", "fanout", "queue")
-    assert r.returncode == 0, r.stdout + r.stderr
-    runs = _transcript(r.stdout)
-    assert [argv[0] for argv, _ in runs].count("put") >= 4
-    server = server_factory()
-    workdir = tmp_path / "replay"
-    workdir.mkdir()
-    for argv, printed in runs:
-        again = subprocess.run(
-            [sys.executable, "-m", "topics_cli", *argv],
-            capture_output=True,
-            text=True,
-            cwd=workdir,
-            env=cli_env(server.url, tmp_path),
-            timeout=60,
-        )
-        assert again.returncode in (0, 3), (argv, again.stderr)
-        assert printed, argv  # every command shown printed its own output
-        replayed = [_VOLATILE.sub("", line) for line in again.stdout.splitlines()]
-        assert replayed == [_VOLATILE.sub("", line) for line in printed], argv

@@ -1,7 +1,10 @@
 """The ``topics lease run`` worker loop (imported only by that command: it loads asyncio).
 
 One event loop drives the ``/work`` stream, the child processes, the lease heartbeat, the
-status line and the signals.
+status line and the signals. A child's stdout and stderr are pipes read by the loop and
+written on, a whole line at a time, through the run's :class:`~topics_cli.terminal.Screen`:
+concurrent jobs never interleave mid-line, and on a terminal no line lands on the status
+line's row.
 """
 
 from __future__ import annotations
@@ -12,15 +15,21 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from topics_cli.errors import EXIT_API, CliError
 
 if TYPE_CHECKING:
     from topics_cli.output import Sink
+    from topics_cli.terminal import Screen
     from topics_client import AsyncClient, Job
 
 __all__ = ["Runner", "Settings"]
+
+RELAY_GRACE = 2.0
+"""Seconds a job's output pipes may stay open after CMD exited (a background child)."""
+RELAY_MAX_LINE = 1 << 20
+"""Bytes of one output line held back before it is written in pieces."""
 
 
 @dataclass
@@ -31,7 +40,7 @@ class Settings:
     concurrency: int
     lease_ms: int
     max_deliveries: int
-    dead_letter: bool
+    dead_letter: str | None
     backoff_base_ms: int
     backoff_max_ms: int
     grace: float
@@ -63,8 +72,12 @@ class Runner:
     after the stop), so the heartbeat keeps all their leases alive until the end."""
 
     def __init__(self, client: AsyncClient, sink: Sink, settings: Settings) -> None:
+        from topics_cli.terminal import Screen
+
         self.client = client
         self.sink = sink
+        live = sink.mode == "pretty" and sink.err_is_tty() and not sink.quiet
+        self.screen: Screen = Screen(sink, live=live)
         self.s = settings
         self.stats = Stats()
         self.inflight: dict[int, Job] = {}
@@ -154,22 +167,80 @@ class Runner:
             "TOPICS_JOB_LEASE_ID": job.lease_id,
             "TOPICS_JOB_MAX_DELIVERIES": str(self.s.max_deliveries),
         }
+        pipe = asyncio.subprocess.PIPE
         proc = await asyncio.create_subprocess_exec(
             "/bin/sh",
             "-c",
             self.s.command,
-            stdin=asyncio.subprocess.PIPE,
+            stdin=pipe,
+            stdout=pipe,
+            stderr=pipe,
             env=env,
             start_new_session=True,  # a terminal's Ctrl-C reaches us only; we drain
         )
         self.procs[job.seq] = proc
+        assert proc.stdout is not None and proc.stderr is not None
+        relays = {
+            asyncio.create_task(self.relay(proc.stdout, "out")),
+            asyncio.create_task(self.relay(proc.stderr, "err")),
+        }
         try:
-            await proc.communicate(orjson.dumps(job.data) + b"\n")
+            await self.feed(proc, orjson.dumps(job.data) + b"\n")
+            await proc.wait()
+            # a background grandchild may hold the pipes open: its later output is dropped
+            _, stuck = await asyncio.wait(relays, timeout=RELAY_GRACE)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*relays, return_exceptions=True)
         finally:
+            for task in relays:
+                task.cancel()
             self.procs.pop(job.seq, None)
         if self.killing:
             return None
         return proc.returncode
+
+    @staticmethod
+    async def feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
+        """The job's data on CMD's stdin, then EOF (a CMD that never reads it is fine)."""
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.close()
+            await proc.stdin.wait_closed()
+
+    async def relay(self, pipe: asyncio.StreamReader, to: Literal["out", "err"]) -> None:
+        """Copy a child's output to ours, whole lines at a time. A line longer than
+        ``RELAY_MAX_LINE`` goes out in pieces; a last line without a newline gets one
+        on a terminal (or the status line would overwrite it). Once our side is closed
+        (``| head``), the child's output is read and dropped, so the child never blocks."""
+        screen = self.screen
+        held = b""
+        open_ = True
+
+        def write(data: bytes) -> None:
+            nonlocal open_
+            if open_:
+                try:
+                    screen.write(to, data)
+                except OSError:
+                    open_ = False
+
+        try:
+            while chunk := await pipe.read(65536):
+                held += chunk
+                cut = held.rfind(b"\n") + 1
+                if cut:
+                    write(held[:cut])
+                    held = held[cut:]
+                elif len(held) >= RELAY_MAX_LINE:
+                    write(held)
+                    held = b""
+        finally:
+            if held:
+                write(held + b"\n" if screen.is_tty(to) else held)
 
     async def settle(self, job: Job, code: int | None) -> None:
         from topics_client import TopicsError, backoff_ms
@@ -188,7 +259,7 @@ class Runner:
                     self.lost(job, "acking")
                 self.stats.finished.append(time.monotonic())
                 return
-            last = s.dead_letter and 0 < s.max_deliveries <= job.deliveries
+            last = s.dead_letter is not None and 0 < s.max_deliveries <= job.deliveries
             delay = 0 if last else backoff_ms(job.deliveries, s.backoff_base_ms, s.backoff_max_ms)
             nacked = await queues.nack(s.queue, [job], node=s.node, delay_ms=delay)
             self.stats.failed += 1
@@ -285,7 +356,7 @@ class Runner:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.signalled, sig.name)
-        live = self.sink.mode == "pretty" and self.sink.err_is_tty() and not self.sink.quiet
+        live = self.screen.live
         reader = asyncio.create_task(self.read())
         beat = asyncio.create_task(self.heartbeat())
         acker = asyncio.create_task(self.acker())
@@ -299,7 +370,7 @@ class Runner:
                     self.stop.set()
                     break
                 if live:
-                    self.sink.status(self.status_line())
+                    self.screen.status(self.status_line())
                 idle = not self.inflight and not self.tasks
                 quiet_ms = (time.monotonic() - self.last_job) * 1000
                 if idle and self.s.idle_ms is not None and quiet_ms >= self.s.idle_ms:
@@ -320,7 +391,7 @@ class Runner:
             if not reader.done():
                 reader.cancel()  # closing the stream hands back every lease still on it
             results = await asyncio.gather(reader, beat, acker, stopped, return_exceptions=True)
-            self.sink.clear_status()
+            self.screen.close()
         error = results[0]
         if isinstance(error, BaseException) and not isinstance(error, asyncio.CancelledError):
             raise error
@@ -336,7 +407,7 @@ class Runner:
                     break
                 await asyncio.wait({*self.tasks, killer}, timeout=min(left, 0.5))
                 if live:
-                    self.sink.status(self.status_line())
+                    self.screen.status(self.status_line())
             if self.tasks:
                 await self.kill()
         finally:
@@ -370,6 +441,8 @@ class Runner:
             "done": st.done,
             "failed": st.failed,
             "exhausted": st.exhausted,
+            "dead_letter": self.s.dead_letter,
+            "dead_lettered": st.exhausted,
             "lost": st.lost,
             "killed": st.killed,
             "stopped_by": self.stop_reason,
@@ -378,7 +451,12 @@ class Runner:
         settled = st.done + st.failed
         text = (
             f"lease run {self.s.queue}: {st.done:,} done, {st.failed:,} failed"
-            + (f" ({st.exhausted:,} out of deliveries)" if st.exhausted else "")
+            + (
+                f" ({st.exhausted:,} out of deliveries, sent to dead-letter topic "
+                f"{self.s.dead_letter})"
+                if st.exhausted
+                else ""
+            )
             + (f", {st.lost:,} lost leases" if st.lost else "")
             + (f", {st.killed:,} killed" if st.killed else "")
             + f" in {seconds:.1f} s ({settled / seconds if seconds else 0:,.1f} jobs/s)"

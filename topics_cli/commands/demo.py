@@ -2,9 +2,13 @@
 
 Every ``$ topics …`` line the demo prints is run as printed: the real ``topics`` program
 (``python -m topics_cli``, a child process) with ``TOPICS_URL`` pointing at the private
-server, in the demo's working directory. Its output is the command's own output. Each step
-is a function taking a :class:`Demo`, so a new step is one function and one entry in
-:data:`STEPS`.
+server, in the demo's working directory. The line is the argv joined with shell quoting, so
+pasting it into bash runs the same argv. The child writes straight to the demo's stdout,
+so it picks its own output format as it would in the user's shell (pretty on a terminal,
+jsonl in a pipe); its stderr (gaps, summaries, receipts) goes to the same place, in order,
+because the transcript is what the user asked to see: the demo's stderr carries only the
+demo's own errors. Each step is a function taking a :class:`Demo`, so a new step is one
+function and one entry in :data:`STEPS`.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ if TYPE_CHECKING:
 
 HELP = """Walk through the topics recipes live: starts a private reference server in this
 process (free port, temporary data directory) and runs each step's `topics` commands
-against it, printing each command line before its output.
+against it, printing each command line before its output. Each line pastes into bash
+as printed (with TOPICS_URL exported as the demo shows). The commands print as they
+would in your shell (pretty on a terminal, jsonl in a pipe), their gaps and summaries
+included, all on stdout.
 
 \b
 Steps:
@@ -42,7 +49,7 @@ Steps:
   mirror   a two-node mirror that stays echo-free (routers a->b, b->a with
            allow_cycle, writes with --node, reads with the node filter)
   lease    a lease queue: two workers claim, ack, nack; a failing job is
-           dead-lettered after max_deliveries
+           dead-lettered after max_deliveries; `lease run` drains the rest
 
 Needs the server extra: pip install 'topics-py[server]' (without it: one line naming
 it, exit 1). A command that does not end as the step expects stops the demo (exit 1).
@@ -88,7 +95,7 @@ class Demo:
             [sys.executable, "-m", "topics_cli", *argv],
             stdin=subprocess.DEVNULL,
             stdout=self._fd(self.sink.out),
-            stderr=self._fd(self.sink.err),
+            stderr=subprocess.STDOUT,
             cwd=self.workdir,
             env=self.env,
             check=False,
@@ -96,9 +103,6 @@ class Demo:
         if done.stdout:
             self.sink.out.write(done.stdout.decode())
             self.sink.out.flush()
-        if done.stderr:
-            self.sink.err.write(done.stderr.decode())
-            self.sink.err.flush()
         if done.returncode != expect:
             raise CliError(
                 f"demo: `{line[2:]}` exited {done.returncode}, expected {expect}", code=EXIT_API
@@ -165,20 +169,25 @@ def step_lease(d: Demo) -> None:
     )  # fmt: skip
     d.run("put", "render", *(f'{{"clip":{i}}}' for i in range(1, 5)))
     d.say("two workers lease two jobs each; clip 3 is corrupt: rendering it always fails")
-    d.run("lease", "claim", "render", "--node", "w1", "--max", "2", "-o", "jsonl")
-    d.run("lease", "claim", "render", "--node", "w2", "--max", "2", "-o", "jsonl")
+    d.run("lease", "claim", "render", "--node", "w1", "--max", "2")
+    d.run("lease", "claim", "render", "--node", "w2", "--max", "2")
     d.run("lease", "ack", "render", "--node", "w1", "1", "2")
     d.run("lease", "ack", "render", "--node", "w2", "4")
     d.say("w2 failed clip 3 (delivery 1 of 2): it hands the job back")
     d.run("lease", "nack", "render", "--node", "w2", "3")
-    d.run("lease", "claim", "render", "--node", "w1", "-o", "jsonl")
+    d.run("lease", "claim", "render", "--node", "w1")
     d.say("w1 got clip 3 again (delivery 2 of 2) and fails too")
     d.run("lease", "nack", "render", "--node", "w1", "3")
     d.say("a 3rd delivery would exceed max_deliveries: the claim moves it to render.dlq")
-    d.run("lease", "claim", "render", "--node", "w2", "-o", "jsonl")
+    d.run("lease", "claim", "render", "--node", "w2")
     d.run("diff", "render.dlq", "-q")
     d.run("info", "render")
-    d.say("hands-off: topics lease run render --exec './render.sh' --concurrency 8")
+    d.say("hands-off: a worker runs a shell command per job (its data on stdin) and acks it")
+    d.run("put", "render", '{"clip":5}', '{"clip":6}')
+    d.run(
+        "lease", "run", "render", "--node", "w3",
+        "--exec", "echo rendered job $TOPICS_JOB_SEQ", "--once",
+    )  # fmt: skip
 
 
 STEPS: dict[str, Callable[[Demo], None]] = {

@@ -319,16 +319,17 @@ CMD runs through /bin/sh -c with the job's data as compact JSON plus a newline o
 string job arrives quoted: use `jq -r .` for its raw text) and in its environment
 TOPICS_JOB_SEQ, TOPICS_JOB_DELIVERIES, TOPICS_JOB_TAG (empty if none), TOPICS_JOB_TOPIC,
 TOPICS_JOB_LEASE_ID and TOPICS_JOB_MAX_DELIVERIES (0 = unlimited). Its stdout and stderr
-are this command's. Up to --concurrency jobs run at once; each lease is extended every
-lease_ms/3 while CMD runs. Exit 0 acks the job; anything else nacks it with a delay of
-backoff-base x 2^(deliveries-1), at most --backoff-max-ms (no delay on the last delivery
-of a queue with max_deliveries and a dead_letter: the next claim dead-letters it). Jobs
-run at least once: CMD must be idempotent.
+are pipes, copied to this command's a whole line at a time (jobs never interleave mid-line;
+on a terminal, above the status line). Up to --concurrency jobs run at once; each lease is
+extended every lease_ms/3 while CMD runs. Exit 0 acks the job; anything else nacks it with
+a delay of backoff-base x 2^(deliveries-1), at most --backoff-max-ms (no delay on the last
+delivery of a queue with max_deliveries and a dead_letter: the next claim dead-letters it).
+Jobs run at least once: CMD must be idempotent.
 
 Ctrl-C or SIGTERM stops taking jobs and lets running ones finish, for at most --grace
 seconds (a second Ctrl-C: at once); then they are killed and their jobs handed back. Exit
 130 after Ctrl-C, 0 after SIGTERM (1 if jobs had to be killed). A live status line shows
-on a terminal, a summary on stderr at the end.
+on a terminal, a summary on stderr at the end (with the dead-letter topic jobs went to).
 
 \b
 Examples:
@@ -452,7 +453,7 @@ def run(
             max_deliveries=(
                 config.max_deliveries if max_deliveries_hint is None else max_deliveries_hint
             ),
-            dead_letter=bool(config.dead_letter),
+            dead_letter=config.dead_letter or None,
             backoff_base_ms=backoff_base_ms,
             backoff_max_ms=backoff_max_ms,
             grace=grace_s,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
-from itertools import islice
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -17,9 +16,17 @@ from topics_cli.options import TopicArg
 
 HELP = """Append records to TOPIC, from DATA arguments or from stdin (one JSON value a line).
 
-Each batch of --batch-size lines is one atomic write: an invalid JSON line stops the run
-before any of its batch is sent (the error names the line); --skip-invalid skips and
-counts such lines instead. Blank lines are ignored. Prints the assigned seqs.
+Each batch of up to --batch-size lines is one atomic write: an invalid JSON line stops the
+run before any of its batch is sent (the error names the line); --skip-invalid skips and
+counts such lines instead. Blank lines are ignored. From stdin a batch is also sent once
+its first line has waited --linger with the batch not full, so a slow producer
+(tail -f) is written as it goes; with --key batches are cut by size only.
+
+Prints what was appended. In a pipe (JSON lines): for DATA arguments, the write's answer
+with every seq; for stdin, one compact ack per batch,
+{"topic", "first_seq", "last_seq", "count", "created", "deduped"} (a batch's seqs are
+first_seq..last_seq). -o json prints one document with every seq at the end; on a
+terminal, progress and a one-line summary.
 
 \b
 Examples:
@@ -135,21 +142,73 @@ class _BadLine(Exception):
         self.why = why
 
 
-def _batches(
-    lines: Iterator[tuple[int, bytes | str]], parse: _Input, size: int
-) -> Iterator[list[dict[str, Any]]]:
-    """The records of each batch of ``size`` lines; parses a whole batch before it is sent."""
-    while True:
-        chunk = list(islice(lines, size))
-        if not chunk:
-            return
+Lines = Iterator[tuple[int, Sequence[bytes | str]]]
+"""Batches of raw input lines, each with the number of its first line."""
+
+
+def _batches(batches: Lines, parse: _Input) -> Iterator[list[dict[str, Any]]]:
+    """The records of each batch of lines; parses a whole batch before it is sent."""
+    record = parse.record
+    for first, chunk in batches:
         records = []
-        for line_no, line in chunk:
-            rec = parse.record(line_no, line)
+        for line_no, line in enumerate(chunk, first):
+            rec = record(line_no, line)
             if rec is not None:
                 records.append(rec)
         if records:
             yield records
+
+
+def _arg_batches(data: list[str], size: int) -> Lines:
+    for i in range(0, len(data), size):
+        yield i + 1, data[i : i + size]
+
+
+READ_SIZE = 1 << 16
+
+
+def _stdin_batches(
+    read: Callable[[int], bytes], fd: int | None, size: int, linger: float | None
+) -> Lines:
+    """Batches of up to ``size`` lines from ``read``: a full batch as soon as it is read, a
+    partial one once its first line has waited ``linger`` seconds with nothing more to
+    read on ``fd`` (``None``: only at EOF). Reads whole chunks (no per-line system call);
+    ``select`` only waits while a partial batch is held."""
+    import select
+
+    pending: list[bytes] = []
+    held = b""  # a line still missing its newline
+    line_no = 1  # number of pending[0]
+    since = 0.0  # when pending[0] was read
+    while True:
+        if pending and linger is not None and fd is not None:  # fd None: in-memory stdin
+            left = since + linger - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                yield line_no, pending
+                line_no += len(pending)
+                pending = []
+                continue
+        chunk = read(READ_SIZE)
+        if not chunk:
+            if held:
+                pending.append(held)
+            for i in range(0, len(pending), size):
+                yield line_no + i, pending[i : i + size]
+            return
+        lines = (held + chunk).split(b"\n") if held else chunk.split(b"\n")
+        held = lines.pop()
+        if not lines:
+            continue
+        if not pending:
+            since = time.monotonic()
+        pending += lines
+        if len(pending) >= size:
+            full = len(pending) - len(pending) % size
+            for i in range(0, full, size):
+                yield line_no + i, pending[i : i + size]
+            line_no += full
+            pending = pending[full:]
+            since = time.monotonic()
 
 
 app = typer_app()
@@ -204,15 +263,34 @@ def put(
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Skip and count invalid lines.")
     ] = False,
+    linger: Annotated[
+        str,
+        typer.Option(
+            "--linger",
+            help="From stdin: send a batch that is not full once its first line has waited "
+            "this long, e.g. 100ms, 2s (0: send every read at once). Ignored with --key.",
+        ),
+    ] = "100ms",
 ) -> None:
+    from topics_cli.positions import PositionError, parse_duration_ms
+
     if raw and envelope:
         raise typer.BadParameter("--raw and --envelope exclude each other", param_hint="--raw")
+    try:
+        linger_s = parse_duration_ms(linger) / 1000
+    except PositionError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--linger") from None
     app = get_app(ctx)
     sink = app.sink
     parse = _Input(
         raw=raw, envelope=envelope, skip_invalid=skip_invalid, tag=tag, meta=_pairs(meta, "--meta")
     )
-    lines, source = _lines(data)
+    if data:
+        batches, source = _arg_batches(data, batch_size), "argument"
+    else:
+        read, fd = _stdin()
+        batches = _stdin_batches(read, fd, batch_size, None if key else linger_s)
+        source = "line"
     writer = _Writer(
         app.client(),
         sink,
@@ -221,10 +299,14 @@ def put(
         key=key,
         create=False if no_create else None,
         config=_pairs(config, "--config") or None,
+        compact=not data,
     )
     try:
-        for batch in _batches(lines, parse, batch_size):
-            writer.write(batch)
+        try:
+            for batch in _batches(batches, parse):
+                writer.write(batch)
+        finally:
+            writer.screen.close()  # an error or Ctrl-C then starts a line of its own
     except _BadLine as bad:
         total = writer.total
         done = f"{total:,} records before it were appended" if total else "nothing appended"
@@ -232,7 +314,6 @@ def put(
             f"{source} {bad.line_no}: {bad.why}; nothing of its batch was sent ({done})",
             hint="--raw sends lines as strings; --skip-invalid skips bad lines",
         ) from None
-    sink.clear_status()
     if parse.skipped:
         shown = ", ".join(map(str, parse.skipped[:10])) + (" …" if len(parse.skipped) > 10 else "")
         sink.warn(f"skipped {len(parse.skipped)} invalid {source}s ({shown})")
@@ -241,21 +322,27 @@ def put(
     writer.summary(parse.skipped)
 
 
-def _lines(data: list[str] | None) -> tuple[Iterator[tuple[int, bytes | str]], str]:
-    """Numbered input lines (the DATA arguments, else stdin) and what to call one."""
-    if data:
-        return iter(enumerate(data, 1)), "argument"
+def _stdin() -> tuple[Callable[[int], bytes], int | None]:
+    """How to read stdin (its descriptor when it has one), unless it is a terminal."""
+    import io
+    import os
+
     if sys.stdin.isatty():
         raise CliError(
             "no records: pass DATA arguments or pipe JSON lines on stdin",
             hint="topics put TOPIC '{\"id\": 1}'",
         )
-    return iter(enumerate(sys.stdin.buffer, 1)), "line"
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return sys.stdin.buffer.read, None
+    return lambda n: os.read(fd, n), fd
 
 
 class _Writer:
     """Sends batches (batch i > 0 with idempotency key ``KEY:i``), prints each write's
-    receipt in jsonl mode (progress on a terminal), and one summary otherwise."""
+    receipt in jsonl mode (``compact``: without the seqs, which are first..last; progress
+    on a terminal), and one summary otherwise."""
 
     def __init__(
         self,
@@ -267,8 +354,13 @@ class _Writer:
         key: str | None,
         create: bool | None,
         config: dict[str, Any] | None,
+        compact: bool = False,
     ) -> None:
+        from topics_cli.terminal import Screen
+
         self.client = client
+        self.compact = compact
+        self.screen = Screen(sink, live=sink.err_is_tty() and not sink.quiet)
         self.sink = sink
         self.topic = topic
         self.options = {"node": node, "create": create, "config": config}
@@ -299,10 +391,13 @@ class _Writer:
         }
         self.results.append(entry)
         if self.sink.mode == "jsonl":
-            self.sink.result(entry)
-        if index > 0:
+            with self.screen.above():  # acks on a terminal: above the progress line
+                self.sink.result(
+                    {k: v for k, v in entry.items() if k != "seqs"} if self.compact else entry
+                )
+        if index > 0 or self.compact:
             rate = self.total / max(1e-6, time.monotonic() - self.started)
-            self.sink.status(f"put {self.topic}: {self.total:,} records ({rate:,.0f}/s)")
+            self.screen.status(f"put {self.topic}: {self.total:,} records ({rate:,.0f}/s)")
 
     def summary(self, skipped: list[int]) -> None:
         sink, seqs, results = self.sink, self.seqs, self.results

@@ -139,7 +139,7 @@ def _cursors(
             seq = resolved
         cursors.append(_Cursor(f"--from {text}", seq))
     for path in checkpoints:
-        saved = Checkpoint(path).get(topic)
+        saved = Checkpoint(path, read_only=True).get(topic)
         if saved is None:
             raise typer.BadParameter(f"{path} holds no cursor for {topic!r}")
         cursors.append(_Cursor(str(path), saved))
@@ -342,7 +342,7 @@ def _scan_checkpoint(path: Path | None, topic: str) -> Any:
         return None
     from topics_cli.consume import Checkpoint
 
-    loaded = Checkpoint(path)
+    loaded = Checkpoint(path, read_only=True)
     if loaded.get(topic) is None:
         raise typer.BadParameter(f"{path} holds no cursor for {topic!r}")
     return _ReadOnly(loaded)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from topics_cli.consume import Checkpoint, Tracker
     from topics_cli.output import Sink
     from topics_cli.positions import FromPos
+    from topics_cli.terminal import Screen
     from topics_client import Client, WatchStream
 
 HELP = """Live tail of one or more topics over a single SSE watch stream.
@@ -87,6 +88,7 @@ class _Watcher:
     def __init__(
         self,
         sink: Sink,
+        screen: Screen,
         tracker: Tracker,
         checkpoint: Checkpoint | None,
         cursors: dict[str, int],
@@ -96,6 +98,7 @@ class _Watcher:
         until_caught_up: bool,
     ) -> None:
         self.sink = sink
+        self.screen = screen
         self.tracker = tracker
         self.checkpoint = checkpoint
         self.cursors = cursors
@@ -171,7 +174,7 @@ class _Watcher:
                 done = True
             self.receipt()
             if records:
-                self.sink.records(records, topic, with_topic=True, with_data=self.with_data)
+                self.screen.records(records, topic, with_topic=True, with_data=self.with_data)
                 self.tracker.records(topic, records)
                 self.delivered += len(records)
                 self.rate_window.append((time.monotonic(), len(records)))
@@ -263,6 +266,7 @@ def watch(
 ) -> None:
     from topics_cli.consume import Checkpoint, Tracker, now_ms
     from topics_cli.positions import PositionError, parse_duration_ms, parse_from
+    from topics_cli.terminal import Screen
 
     app = get_app(ctx)
     policy = on_gap_policy(on_gap, fail_on_gap)
@@ -289,8 +293,10 @@ def watch(
         include_tags=True,
         include_meta=meta,
     )
+    screen = Screen(sink, live=sink.mode == "pretty" and sink.err_is_tty() and not sink.quiet)
     watcher = _Watcher(
         sink,
+        screen,
         tracker,
         cp,
         {name: (s if s is not None else 0) for name, s in starts.items()},
@@ -308,10 +314,13 @@ def watch(
         code = EXIT_GAP
     except KeyboardInterrupt:
         watcher.save()
-        sink.clear_status()
+        screen.close()
         tracker.summary()
         raise
-    sink.clear_status()
+    except BaseException:
+        screen.close()  # the error gets a line of its own
+        raise
+    screen.close()
     watcher.save()
     tracker.summary()
     if code:
@@ -342,9 +351,10 @@ def _follow(
     watcher: _Watcher, stream: Any, events: queue.Queue[tuple[str, Any]], idle_ms: int | None
 ) -> None:
     """The main thread's loop: hand each event to ``watcher`` until it is done, the stream
-    ends, or ``idle_ms`` pass without a record; keeps the terminal status line fresh."""
-    sink = watcher.sink
-    live_status = sink.mode == "pretty" and sink.err_is_tty() and not sink.quiet
+    ends, or ``idle_ms`` pass without a record; keeps the terminal status line fresh
+    (records are written above it, never onto its row: :class:`topics_cli.terminal.Screen`)."""
+    screen = watcher.screen
+    live_status = screen.live
     tick = 0.5 if live_status else None
     last_record = time.monotonic()
     while True:
@@ -358,7 +368,7 @@ def _follow(
             kind, item = events.get(timeout=timeout)
         except queue.Empty:
             if live_status:
-                sink.status(watcher.status_line())
+                screen.status(watcher.status_line())
             continue
         if kind == "end":
             return
@@ -373,6 +383,6 @@ def _follow(
         if watcher.delivered > before:
             last_record = time.monotonic()
         if live_status:
-            sink.status(watcher.status_line())
+            screen.status(watcher.status_line())
         if done:
             return
