@@ -32,8 +32,8 @@ from topics_client import Client, Record, TopicNotFoundError
 def servers(tmp_path: Path) -> Iterator[Callable[[str], ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def start(name: str, port: int = 0, run: bool = True) -> ServerProcess:
-        server = ServerProcess(data_dir=tmp_path / name, port=port)
+    def start(name: str, port: int = 0, run: bool = True, **env: str) -> ServerProcess:
+        server = ServerProcess(data_dir=tmp_path / name, port=port, env=env)
         started.append(server)
         return server.start() if run else server
 
@@ -354,6 +354,7 @@ def test_once_gives_up_on_an_unreachable_server_with_one_line(tmp_path: Path) ->
     )
     assert code == 6, err
     assert "Traceback" not in err and err.count("topics: error:") == 1
+    assert f"source server a ({a}) failed 2 times in a row, giving up" in err
 
 
 def metric(url: str, series: str) -> float:
@@ -423,3 +424,23 @@ def test_terminal_gets_a_status_line_not_json(
     assert code == 0, text
     assert "s->d 3 copied" in text and "lag p=0" in text and "checkpoint" in text
     assert '"event"' not in text
+
+
+def test_each_server_gets_its_own_key_and_a_refused_key_exits_5(
+    servers: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    src = servers("src", TOPICS_API_KEYS="fra-secret")
+    dst = servers("dst", TOPICS_API_KEYS="iad-secret")
+    with Client(src.url, api_key="fra-secret") as client:
+        client.topics.write("k", [{"data": 1}, {"data": 2}])
+    args = (f"fra={src.url}", f"iad={dst.url}", "-t", "k", "--once")
+    code, _, err = run_relay(tmp_path, *args, "--source-key", "fra-secret", "--dest-key", "nope")
+    assert code == 5, err
+    assert err.count("topics: error:") == 1 and "Traceback" not in err
+    assert f"dest server iad ({dst.url}) refused" in err
+    code, _, err = run_relay(
+        tmp_path, *args, "--source-key", "fra-secret", "--dest-key", "iad-secret"
+    )
+    assert code == 0, err
+    with Client(dst.url, api_key="iad-secret") as client:
+        assert [r.data for r in client.topics.replay("k")] == [1, 2]

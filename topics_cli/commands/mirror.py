@@ -132,6 +132,22 @@ def mirror(
             "--status-every", help="How often a status JSON line is printed when not on a terminal."
         ),
     ] = "10s",
+    source_key: Annotated[
+        str | None,
+        typer.Option(
+            "--source-key",
+            help="API key for the first server (default: --api-key / TOPICS_API_KEY).",
+            show_default=False,
+        ),
+    ] = None,
+    dest_key: Annotated[
+        str | None,
+        typer.Option(
+            "--dest-key",
+            help="API key for the second server (default: --api-key / TOPICS_API_KEY).",
+            show_default=False,
+        ),
+    ] = None,
     batch: Annotated[
         int,
         typer.Option("--batch", help="Most records per source frame and destination write."),
@@ -208,7 +224,7 @@ def mirror(
             sides=(a, b),
             rename=rename,
             both_ways=both_ways,
-            api_key=ap.settings.api_key,
+            api_keys=(source_key or ap.settings.api_key, dest_key or ap.settings.api_key),
             sink=sink,
             metrics=(metrics_host, metrics_port),
             status_s=status_s,
@@ -224,7 +240,7 @@ async def _main(
     sides: tuple[Any, Any],
     rename: tuple[str, str] | None,
     both_ways: bool,
-    api_key: str | None,
+    api_keys: tuple[str | None, str | None],
     sink: Sink,
     metrics: tuple[str, int | None],
     status_s: float,
@@ -238,7 +254,10 @@ async def _main(
 
     reporter = _Reporter(sink)
     relay = Relay(options, reporter)
-    a, b = (Side(e, AsyncClient(e.url, api_key=api_key, max_retries=0)) for e in sides)
+    a, b = (
+        Side(e, AsyncClient(e.url, api_key=key, max_retries=0))
+        for e, key in zip(sides, api_keys, strict=True)
+    )
     relay.add(a, b, rename)
     if both_ways:
         relay.add(b, a, None if rename is None else (rename[1], rename[0]))
@@ -272,14 +291,14 @@ async def _main(
 
 class _Reporter:
     """Status and events: a status line on a terminal, JSON lines on stdout otherwise;
-    gaps and retries always as a line on stderr."""
+    gaps, retries and errors always as a line on stderr."""
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.pretty = sink.mode == "pretty"
 
     def __call__(self, kind: str, payload: dict[str, Any], text: str) -> None:
-        if kind in ("gap", "retry"):
+        if kind in ("gap", "retry", "error"):
             self.sink.warn(text)
         elif self.pretty:
             self.sink.info(text)

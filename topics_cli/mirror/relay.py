@@ -256,9 +256,16 @@ class Direction:
             self.stats.retries_source += 1
         else:
             self.stats.retries_dest += 1
-        _raise_if_fatal(exc)
         limit = self.relay.options.give_up_after
-        if limit is not None and failures > limit:
+        fatal = _fatal(exc)
+        if fatal or (limit is not None and failures > limit):
+            server = (self.source if side == "source" else self.dest).endpoint
+            what = "refused" if fatal else f"failed {failures} times in a row, giving up"
+            self.report(
+                "error",
+                {"side": side, "error": _describe(exc)},
+                f"{side} server {server.name} ({server.url}) {what}: {_describe(exc)}",
+            )
             raise exc
         self.report(
             "retry",
@@ -559,16 +566,16 @@ def _io_errors() -> tuple[type[BaseException], ...]:
     return (APIConnectionError, APIError)
 
 
-def _raise_if_fatal(exc: BaseException) -> None:
-    """Retry what time can fix (connections, 5xx, 429, a full topic); raise the rest."""
+def _fatal(exc: BaseException) -> bool:
+    """Retry what time can fix (connections, 5xx, 429, a full topic); not the rest."""
     from topics_client import APIError
 
-    if isinstance(exc, APIError):
-        if exc.status in (429, 503, 507) or exc.status >= 500 or exc.code == "topic_full":
-            return
-        if exc.status == 404 and exc.code in ("not_found", "topic_not_found"):
-            return  # a watch session collected, a topic deleted meanwhile
-        raise exc
+    if not isinstance(exc, APIError):
+        return False
+    if exc.status in (429, 503, 507) or exc.status >= 500 or exc.code == "topic_full":
+        return False
+    # a watch session collected, a topic deleted meanwhile
+    return not (exc.status == 404 and exc.code in ("not_found", "topic_not_found"))
 
 
 def _describe(exc: BaseException) -> str:
