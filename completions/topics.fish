@@ -24,6 +24,7 @@
 #   topics lease nack --delay-ms --lease-id --node
 #   topics lease run --backoff-base-ms --backoff-max-ms --concurrency --exec --grace --idle-timeout --lease-ms --max-deliveries-hint --node --once -e -j
 #   topics ls --page-size --prefix
+#   topics mirror --batch --both-ways --checkpoint --dest-key --fail-on-gap --from --gap-marker --give-up-after --metrics-host --metrics-port --node --once --relist --source-key --start --status-every --to --topic -c -t
 #   topics put --batch-size --config --envelope --key --linger --meta --no-create --node --raw --skip-invalid --tag -t
 #   topics rm --if-empty --yes -y
 #   topics router

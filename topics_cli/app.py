@@ -103,6 +103,7 @@ _COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "gaps": ("tombstone", None, "Alias of `topics tombstone`."),
     "lag": ("lag", None, "Consumer lag and time-to-loss from checkpoints or cursors."),
     "router": ("router", None, "Copy a topic's new records into another topic."),
+    "mirror": ("mirror", None, "Copy topics between servers, one way or both, without echoes."),
     "lease": ("lease", None, "Lease queues: claim, ack, nack, run a command per job."),
     "config": ("config", None, "Named profiles: url, api key, output."),
 }
