@@ -23,12 +23,12 @@
 #   topics lease run --backoff-base-ms --backoff-max-ms --concurrency --exec --grace --idle-timeout --lease-ms --max-deliveries-hint --node --once -e -j
 #   topics ls --page-size --prefix
 #   topics put --batch-size --config --envelope --key --meta --no-create --node --raw --skip-invalid --tag -t
-#   topics rm --if-empty --yes -y
+#   topics rm --if-empty --missing-ok --yes -y
 #   topics router
 #   topics router get
 #   topics router ls --dest --prefix --source
 #   topics router put --allow-cycle --dest --exactly-once --filter-prefix --filter-tag --no-create-dest --no-preserve-node --no-preserve-tag --source
-#   topics router rm --yes -y
+#   topics router rm --missing-ok --yes -y
 #   topics serve --access-log --data-dir --host --log-level --port --port-file -p
 #   topics status --timeout --wait
 #   topics tombstone

@@ -96,7 +96,7 @@ _COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "demo": ("demo", None, "The recipes, live, on a private server."),
     "serve": ("serve", None, "Run the bundled reference server."),
     "tombstone": ("tombstone", None, "Gap checks: will a reader hit a gap, is a range complete?"),
-    "gaps": ("tombstone", None, "Alias of `topics tombstone`."),
+    "gaps": ("tombstone", None, "Alias of tombstone; `topics gaps TOPIC` scans TOPIC."),
     "router": ("router", None, "Copy a topic's new records into another topic."),
     "lease": ("lease", None, "Lease queues: claim, ack, nack, run a command per job."),
     "config": ("config", None, "Named profiles: url, api key, output."),
@@ -124,7 +124,7 @@ def load_command(ctx: Any, name: str) -> Any:
         command = command.get_command(ctx, inner)
     if name in _ALIASES:
         command = copy.copy(command)  # same subcommands, its own help
-        command.help = summary
+        command.help = f"{summary}\n\n{command.help}"
     command.short_help = summary
     return command
 

@@ -14,19 +14,35 @@ from topics_cli.options import YesOpt
 app = typer_app(
     help="""Routers: copy every new record of a source topic into a dest topic.
 
+Quote a name holding '>' (as in the examples): unquoted, the shell takes `>audit` as a
+redirect, names the router 'orders-' and writes the reply into a file ./audit.
+
 \b
 Examples:
-  topics router put orders->audit --source orders --dest audit
-  topics router put a->b --source a --dest b --allow-cycle      # two-node mirror,
-  topics router put b->a --source b --dest a --allow-cycle      # echo-free with --node
+  topics router put 'orders->audit' --source orders --dest audit
+  topics router put 'a->b' --source a --dest b --allow-cycle    # two-node mirror,
+  topics router put 'b->a' --source b --dest a --allow-cycle    # echo-free with --node
   topics router ls
-  topics router rm orders->audit --yes
+  topics router get 'orders->audit'
+  topics router rm 'orders->audit' --yes
 """,
 )
 
 RouterArg = Annotated[
-    str, typer.Argument(help="Router name, e.g. orders->audit.", show_default=False)
+    str, typer.Argument(help="Router name, e.g. 'orders->audit' (quoted).", show_default=False)
 ]
+
+
+def stray_redirect_warning(name: str, source: str, dest: str) -> str | None:
+    """The warning for a name that looks cut by the shell at ``>`` (``orders->audit``
+    unquoted arrives as ``orders-``): it ends in ``-`` and does not name the dest."""
+    if not name.endswith("-") or dest in name:
+        return None
+    guess = f"{name}>{dest}"
+    return (
+        f"router name {name!r} ends in '-': was it {guess!r} cut by the shell at '>' "
+        f"(the reply then went to a file ./{dest})? Quote the name: '{guess}'"
+    )
 
 
 def _router_dict(r: Any) -> dict[str, Any]:
@@ -87,6 +103,9 @@ def put(
     elif filter_prefix is not None:
         flt = ("tag", "Glob", filter_prefix + "*")
     ap = get_app(ctx)
+    warning = stray_redirect_warning(name, source, dest)
+    if warning is not None:
+        ap.sink.warn(warning)
     r = ap.client().routers.put(
         name,
         source=source,
@@ -201,18 +220,34 @@ def _dest_lag(client: Any, dest: str, src_head: int | None) -> int | None:
 
 
 @app.command("rm")
-def rm(ctx: typer.Context, name: RouterArg, yes: YesOpt = False) -> None:
-    """Delete a router; records already copied stay."""
+def rm(
+    ctx: typer.Context,
+    name: RouterArg,
+    yes: YesOpt = False,
+    missing_ok: Annotated[
+        bool, typer.Option("--missing-ok", help="A router that does not exist is not an error.")
+    ] = False,
+) -> None:
+    """Delete a router; records already copied stay. A router that does not exist is an
+    error (exit 4) unless --missing-ok."""
     ap = get_app(ctx)
     if not yes and sys.stdin.isatty() and sys.stderr.isatty():
         typer.confirm(f"Delete router {name!r}?", abort=True, err=True)
     result = ap.client().routers.delete(name)
+    if not result.deleted and not missing_ok:
+        from topics_cli.errors import EXIT_NOT_FOUND, CliError
+
+        raise CliError(
+            f"no such router {name!r} (nothing deleted)",
+            code=EXIT_NOT_FOUND,
+            hint="list routers with: topics router ls; --missing-ok accepts an absent router",
+        )
     value = {"router": result.router, "deleted": result.deleted}
 
     def pretty(console: Any) -> None:
         if result.deleted:
             console.print(f"deleted router [bold]{name}[/]")
         else:
-            console.print(f"[dim]{name}: no such router (nothing deleted)[/]")
+            console.print(f"[dim]{name}: already absent (nothing deleted)[/]")
 
     ap.sink.result(value, pretty)
