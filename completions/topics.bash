@@ -36,12 +36,16 @@
 #   topics tombstone scan --checkpoint --from --until -c -f
 #   topics watch --checkpoint --count --fail-on-gap --from --heartbeat-ms --idle-timeout --meta --no-data --node --on-gap --until-caught-up -c -f -n
 _topics_completion() {
-    local IFS=$'
-'
-    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
-                   COMP_CWORD=$COMP_CWORD \
-                   _TOPICS_COMPLETE=complete_bash $1 ) )
+    local IFS=$'\n'
+    case "${COMP_WORDS[COMP_CWORD-1]}" in
+        --checkpoint|--data-dir|--port-file|-c)
+            compopt -o filenames 2>/dev/null
+            COMPREPLY=( $(compgen -f -- "${COMP_WORDS[COMP_CWORD]}") )
+            return 0 ;;
+    esac
+    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD=$COMP_CWORD \
+                   _TOPICS_COMPLETE=complete_bash "$1" 2>/dev/null ) )
     return 0
 }
 
-complete -o default -F _topics_completion topics
+complete -F _topics_completion topics

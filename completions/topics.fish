@@ -35,13 +35,10 @@
 #   topics tombstone check --checkpoint --from --sample --warn-before -c -f
 #   topics tombstone scan --checkpoint --from --until -c -f
 #   topics watch --checkpoint --count --fail-on-gap --from --heartbeat-ms --idle-timeout --meta --no-data --node --on-gap --until-caught-up -c -f -n
-_topics_completion() {
-    local IFS=$'
-'
-    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
-                   COMP_CWORD=$COMP_CWORD \
-                   _TOPICS_COMPLETE=complete_bash $1 ) )
-    return 0
-}
-
-complete -o default -F _topics_completion topics
+complete --command topics --no-files --arguments \
+    "(env _TOPICS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args \
+      _TYPER_COMPLETE_ARGS=(commandline -cp) topics 2>/dev/null)"
+complete --command topics --long-option checkpoint --require-parameter --force-files
+complete --command topics --long-option data-dir --require-parameter --force-files
+complete --command topics --long-option port-file --require-parameter --force-files
+complete --command topics --short-option c --require-parameter --force-files

@@ -35,13 +35,17 @@
 #   topics tombstone check --checkpoint --from --sample --warn-before -c -f
 #   topics tombstone scan --checkpoint --from --until -c -f
 #   topics watch --checkpoint --count --fail-on-gap --from --heartbeat-ms --idle-timeout --meta --no-data --node --on-gap --until-caught-up -c -f -n
+#compdef topics
+
 _topics_completion() {
-    local IFS=$'
-'
-    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
-                   COMP_CWORD=$COMP_CWORD \
-                   _TOPICS_COMPLETE=complete_bash $1 ) )
-    return 0
+  case "${words[CURRENT-1]}" in
+    (--checkpoint|--data-dir|--port-file|-c) _files; return ;;
+  esac
+  local out
+  out="$(env _TYPER_COMPLETE_ARGS="${words[1,$CURRENT]}" _TOPICS_COMPLETE=complete_zsh \
+         topics 2>/dev/null)"
+  # nothing to offer is offered as `_files`: only the path options above complete files
+  [[ -n "$out" && "$out" != _files ]] && eval "$out"
 }
 
-complete -o default -F _topics_completion topics
+compdef _topics_completion topics

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from topics_cli.completions import router_names, topic_names
 from topics_cli.context import get_app
 from topics_cli.group import typer_app
 from topics_cli.options import YesOpt
@@ -29,7 +30,12 @@ Examples:
 )
 
 RouterArg = Annotated[
-    str, typer.Argument(help="Router name, e.g. 'orders->audit' (quoted).", show_default=False)
+    str,
+    typer.Argument(
+        help="Router name, e.g. 'orders->audit' (quoted).",
+        show_default=False,
+        autocompletion=router_names,
+    ),
 ]
 
 
@@ -67,8 +73,18 @@ def _router_dict(r: Any) -> dict[str, Any]:
 def put(
     ctx: typer.Context,
     name: RouterArg,
-    source: Annotated[str, typer.Option("--source", help="Source topic.", show_default=False)],
-    dest: Annotated[str, typer.Option("--dest", help="Destination topic.", show_default=False)],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source", help="Source topic.", show_default=False, autocompletion=topic_names
+        ),
+    ],
+    dest: Annotated[
+        str,
+        typer.Option(
+            "--dest", help="Destination topic.", show_default=False, autocompletion=topic_names
+        ),
+    ],
     filter_tag: Annotated[
         str | None, typer.Option("--filter-tag", help="Forward only this tag.", show_default=False)
     ] = None,
@@ -156,8 +172,14 @@ def _table(console: Any, rows: list[dict[str, Any]]) -> None:
 def ls(
     ctx: typer.Context,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Router name prefix.")] = None,
-    source: Annotated[str | None, typer.Option("--source", help="Only from this topic.")] = None,
-    dest: Annotated[str | None, typer.Option("--dest", help="Only into this topic.")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Only from this topic.", autocompletion=topic_names),
+    ] = None,
+    dest: Annotated[
+        str | None,
+        typer.Option("--dest", help="Only into this topic.", autocompletion=topic_names),
+    ] = None,
 ) -> None:
     """List routers with forwarded_total and the destination's lag behind its source.
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from topics_cli.completions import choices
 from topics_cli.context import get_app
 from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, EXIT_INTERRUPTED
 from topics_cli.group import TopicsGroup, typer_app
@@ -59,6 +60,7 @@ FromsOpt = Annotated[
         "-f",
         help="A reader's cursor (N, -N, end, start, @TIME); repeatable.",
         show_default=False,
+        autocompletion=choices("start", "end"),
     ),
 ]
 CheckpointsOpt = Annotated[
@@ -281,7 +283,13 @@ def _pretty_check(
 
 
 ScanFromOpt = Annotated[
-    str, typer.Option("--from", "-f", help="Start cursor (N, start, -N, @TIME).")
+    str,
+    typer.Option(
+        "--from",
+        "-f",
+        help="Start cursor (N, start, -N, @TIME).",
+        autocompletion=choices("start"),
+    ),
 ]
 ScanCheckpointOpt = Annotated[
     Path | None,

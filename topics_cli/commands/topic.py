@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from topics_cli.completions import choices, topic_names
 from topics_cli.context import get_app
 from topics_cli.group import typer_app
 from topics_cli.options import TopicArg, YesOpt
@@ -54,22 +55,32 @@ Examples:
 app = typer_app()
 
 
-def _opt(*names: str, help: str) -> Any:
-    return typer.Option(*names, help=help, show_default=False)
+def _opt(*names: str, help: str, complete: Any = None) -> Any:
+    return typer.Option(*names, help=help, show_default=False, autocompletion=complete)
 
 
 # One flag per field of topics_client.TOPIC_CONFIG_FIELDS (Python name = field name, but
 # ``type_``), plus --ttl; a test holds the two lists equal.
-TypeOpt = Annotated[str | None, _opt("--type", help="log | queue (immutable).")]
+TypeOpt = Annotated[
+    str | None, _opt("--type", help="log | queue (immutable).", complete=choices("log", "queue"))
+]
 CapRecordsOpt = Annotated[int | None, _opt("--cap-records", help="Keep at most N records.")]
 CapBytesOpt = Annotated[int | None, _opt("--cap-bytes", help="Keep at most N bytes.")]
 TtlMsOpt = Annotated[int | None, _opt("--ttl-ms", help="Expire records after N ms.")]
 TtlOpt = Annotated[str | None, _opt("--ttl", help="Expire records after a duration (15m).")]
 DurabilityOpt = Annotated[
-    str | None, _opt("--durability", help="ephemeral | memory | disk | fsync.")
+    str | None,
+    _opt(
+        "--durability",
+        help="ephemeral | memory | disk | fsync.",
+        complete=choices("ephemeral", "memory", "disk", "fsync"),
+    ),
 ]
 DurableOpt = Annotated[bool | None, _opt("--durable/--no-durable", help="fsync alias.")]
-DiscardOpt = Annotated[str | None, _opt("--discard", help="old | reject (when full).")]
+DiscardOpt = Annotated[
+    str | None,
+    _opt("--discard", help="old | reject (when full).", complete=choices("old", "reject")),
+]
 PriorityOpt = Annotated[int | None, _opt("--priority", help="Fixed priority -1000..1000.")]
 AutoPriorityOpt = Annotated[
     bool | None, _opt("--auto-priority/--no-auto-priority", help="Idle-based priority.")
@@ -88,7 +99,9 @@ ClaimJitterOpt = Annotated[int | None, _opt("--claim-jitter-ms", help="Queue jit
 MaxDeliveriesOpt = Annotated[
     int | None, _opt("--max-deliveries", help="Dead-letter after N deliveries.")
 ]
-DeadLetterOpt = Annotated[str | None, _opt("--dead-letter", help="Dead-letter topic.")]
+DeadLetterOpt = Annotated[
+    str | None, _opt("--dead-letter", help="Dead-letter topic.", complete=topic_names)
+]
 LeasesDurableOpt = Annotated[
     bool | None, _opt("--leases-durable/--no-leases-durable", help="Persist leases.")
 ]
