@@ -221,6 +221,7 @@ def _settled(ctx: typer.Context, value: dict[str, Any], verb: str, extra: str = 
 
 
 _SETTLE_EXAMPLES = """
+
 \b
 Examples:
   topics lease {verb} jobs --node w1 31 32{flag}

@@ -22,7 +22,7 @@ Examples:
 \b
   topics serve                            # http://127.0.0.1:4000, data in ./topics-data
   topics serve --port 0 --port-file port  # OS-assigned port, written to ./port
-  TOPICS_MAX_BATCH_RECORDS=500 topics serve --data-dir /var/lib/topics
+  TOPICS_MAX_BATCH_RECORDS=500 topics serve --data-dir ~/topics-data
 """
 
 
