@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -237,3 +238,78 @@ def _silent_server() -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         sock.listen(16)
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def _needs(shell_name: str) -> str:
+    path = shutil.which(shell_name)
+    if path is None:
+        pytest.skip(f"{shell_name} is not installed")
+    return path
+
+
+def test_fish_completes_through_its_own_engine(
+    topics: Topics, topic: str, base_url: str, tmp_path: Path
+) -> None:
+    """fish's ``complete -C LINE`` runs the real completion engine on the sourced script."""
+    fish = _needs("fish")
+    assert topics("create", topic).code == 0
+    (tmp_path / "orders.cp").write_text("{}\n")
+    (tmp_path / "json-notes.txt").write_text("x\n")
+    script = ROOT / "completions" / "topics.fish"
+
+    def fish_complete(line: str) -> list[str]:
+        program = f"source {shlex.quote(str(script))}; complete -C {shlex.quote(line)}"
+        proc = subprocess.run(
+            [fish, "--no-config", "-c", program],
+            capture_output=True,
+            text=True,
+            env=_env(base_url, tmp_path),
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        return [c.split("\t")[0] for c in proc.stdout.splitlines()]
+
+    assert fish_complete("topics diff x -o ") == ["data", "json", "jsonl", "pretty", "template"]
+    assert fish_complete("topics diff x -o zz") == []  # never the directory's files
+    assert fish_complete("topics create x --durability f") == ["fsync"]
+    assert fish_complete(f"topics watch {topic}") == [topic]
+    assert fish_complete("topics diff x -c ord") == ["orders.cp"]
+
+
+def test_zsh_script_hands_values_to_arguments_and_files_only_to_path_options(
+    base_url: str, tmp_path: Path
+) -> None:
+    """zsh runs the sourced script; its completion-system functions (_arguments, _files,
+    compdef) are stand-ins that print what the script asked them to offer."""
+    zsh = _needs("zsh")
+    script = ROOT / "completions" / "topics.zsh"
+
+    def zsh_complete(*words: str) -> str:
+        program = (
+            "compdef() { :; }\n"
+            '_arguments() { print -r -- "ARGUMENTS $*"; }\n'
+            '_files() { print -r -- "FILES"; }\n'
+            f"source {shlex.quote(str(script))}\n"
+            f"words=({' '.join(shlex.quote(w) for w in words)}); CURRENT={len(words)}\n"
+            "_topics_completion\n"
+        )
+        proc = subprocess.run(
+            [zsh, "-f", "-c", program],
+            capture_output=True,
+            text=True,
+            env=_env(base_url, tmp_path),
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert proc.stderr == "", proc.stderr  # status 1: nothing offered (zsh's convention)
+        return proc.stdout
+
+    offered = zsh_complete("topics", "diff", "x", "--on-gap", "")
+    assert offered.startswith("ARGUMENTS") and re.findall(r'"(\w+)"', offered) == [
+        "warn",
+        "fail",
+        "inline",
+    ]
+    assert zsh_complete("topics", "diff", "x", "-o", "zz") == ""  # not `_files`
+    assert zsh_complete("topics", "diff", "x", "--checkpoint", "o") == "FILES\n"

@@ -295,12 +295,8 @@ def _wait(
         text = err.read_text(errors="replace")
         if _ERROR.search(text):
             return -1
-        alive = out.stat().st_size > 0 or text.strip() or set(os.listdir(work)) - before
-        if alive:
-            time.sleep(0.3)  # a late error line still counts
-            if not _ERROR.search(err.read_text(errors="replace")):
-                return None
-            return -1
+        if out.stat().st_size > 0 or text.strip() or set(os.listdir(work)) - before:
+            return None
         nudge += 1
         _nudge(example.text, work, url, nudge)
         time.sleep(0.2)
