@@ -107,15 +107,21 @@ README_INSTALL = (
 
 
 def readme_blocks() -> list[Example]:
+    """Every command line of the README's ``sh`` blocks (``\\`` continuations joined)."""
     found: list[Example] = []
-    lines = README.read_text().splitlines()
-    inside = False
-    for no, line in enumerate(lines, 1):
+    inside, pending, first = False, "", 0
+    for no, line in enumerate(README.read_text().splitlines(), 1):
         if line.startswith("```"):
-            inside = (not inside) and line.strip() in ("```sh", "```bash", "```console")
+            inside = (not inside) and line.strip() in ("```sh", "```bash")
             continue
-        if inside and line.strip() and not line.lstrip().startswith("#"):
-            found.append(Example(f"README.md:{no}", line.strip()))
+        if not inside or not line.strip() or line.lstrip().startswith("#"):
+            continue
+        first = first or no
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1].strip() + " "
+            continue
+        found.append(Example(f"README.md:{first}", (pending + line.strip()).strip()))
+        pending, first = "", 0
     return found
 
 
