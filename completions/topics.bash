@@ -36,15 +36,33 @@
 #   topics tombstone scan --checkpoint --from --until -c -f
 #   topics watch --checkpoint --count --fail-on-gap --from --heartbeat-ms --idle-timeout --meta --no-data --node --on-gap --until-caught-up -c -f -n
 _topics_completion() {
-    local IFS=$'\n'
-    case "${COMP_WORDS[COMP_CWORD-1]}" in
+    local IFS=$'\n' i word cword=0 prefix
+    # bash splits `tenant42:clip` into `tenant42 : clip`; join them back into one word
+    local -a words=()
+    for ((i = 0; i < ${#COMP_WORDS[@]}; i++)); do
+        word="${COMP_WORDS[i]}"
+        if ((i > 1)) && [[ "$word" == : || "${COMP_WORDS[i-1]}" == : ]]; then
+            words[${#words[@]}-1]+="$word"
+        else
+            words+=("$word")
+        fi
+        ((i == COMP_CWORD)) && cword=$((${#words[@]} - 1))
+    done
+    case "${words[cword-1]}" in
         --checkpoint|--data-dir|--port-file|-c)
             compopt -o filenames 2>/dev/null
-            COMPREPLY=( $(compgen -f -- "${COMP_WORDS[COMP_CWORD]}") )
+            COMPREPLY=( $(compgen -f -- "${words[cword]}") )
             return 0 ;;
     esac
-    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD=$COMP_CWORD \
+    COMPREPLY=( $( env COMP_WORDS="${words[*]}" COMP_CWORD=$cword \
                    _TOPICS_COMPLETE=complete_bash "$1" 2>/dev/null ) )
+    # bash replaces only what follows the last `:` of the word
+    if [[ "${words[cword]}" == *:* && "$COMP_WORDBREAKS" == *:* ]]; then
+        prefix="${words[cword]%"${words[cword]##*:}"}"
+        for ((i = 0; i < ${#COMPREPLY[@]}; i++)); do
+            COMPREPLY[i]="${COMPREPLY[i]#"$prefix"}"
+        done
+    fi
     return 0
 }
 

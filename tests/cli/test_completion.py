@@ -47,7 +47,9 @@ def _env(base_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
 def complete(line: str, env: dict[str, str], cwd: Path, script: Path = SCRIPT) -> list[str]:
     """Candidates bash offers for ``line`` (TAB pressed at its end; a trailing space starts
     a new word), as the sourced completion script computes them."""
-    words = shlex.split(line) + ([""] if line.endswith(" ") else [])
+    typed = shlex.split(line) + ([""] if line.endswith(" ") else [])
+    # bash's COMP_WORDS: a `:` (in COMP_WORDBREAKS) is a word of its own
+    words = [part for w in typed for part in ([p for p in re.split("(:)", w) if p] or [""])]
     program = (
         f"source {shlex.quote(str(script))}\n"
         f"COMP_WORDS=({' '.join(shlex.quote(w) for w in words)})\n"
@@ -103,6 +105,18 @@ def test_topic_and_router_names_come_from_the_server(
     assert shell(f"topics diff {topic}-or") == [names[0]]
     assert shell(f"topics router get {topic}") == [f"{topic}-o2a"]
     assert shell(f"topics router rm {topic}-o") == [f"{topic}-o2a"]
+
+
+def test_names_holding_colons_complete_as_one_word(
+    topics: Topics, topic: str, shell: Callable[..., list[str]]
+) -> None:
+    for node in ("fra", "iad"):
+        assert topics("create", f"{topic}:{node}").code == 0
+    # bash replaces what follows the word's last `:`, so that is what is offered
+    assert shell(f"topics diff {topic}:f") == ["fra"]
+    assert shell(f"topics watch {topic}:fra {topic}:") == ["fra", "iad"]
+    assert shell(f"topics watch {topic}") == [f"{topic}:fra", f"{topic}:iad"]
+    assert shell(f"topics diff {topic}:fra -o js") == ["json", "jsonl"]
 
 
 def test_names_honour_url_option_and_profile(
