@@ -327,3 +327,15 @@ def test_zsh_script_hands_values_to_arguments_and_files_only_to_path_options(
     ]
     assert zsh_complete("topics", "diff", "x", "-o", "zz") == ""  # not `_files`
     assert zsh_complete("topics", "diff", "x", "--checkpoint", "o") == "FILES\n"
+    # installed into fpath, zsh's own completion system registers it for `topics`
+    zfunc = tmp_path / "zfunc"
+    zfunc.mkdir()
+    (zfunc / "_topics").write_text(script.read_text())
+    program = (
+        f"fpath=({shlex.quote(str(zfunc))} $fpath); autoload -Uz compinit; compinit -u -D\n"
+        "print -r -- ${_comps[topics]}\n"
+    )
+    registered = subprocess.run(
+        [zsh, "-f", "-c", program], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert registered.stdout == "_topics\n", registered.stderr
