@@ -15,6 +15,7 @@
 #   topics gaps check --checkpoint --from --sample --warn-before -c -f
 #   topics gaps scan --checkpoint --from --until -c -f
 #   topics info
+#   topics lag --map --output --sample --warn-before -o
 #   topics lease
 #   topics lease ack --lease-id --node
 #   topics lease claim --lease-ms --max --node -n
@@ -30,10 +31,12 @@
 #   topics router put --allow-cycle --dest --exactly-once --filter-prefix --filter-tag --no-create-dest --no-preserve-node --no-preserve-tag --source
 #   topics router rm --missing-ok --yes -y
 #   topics serve --access-log --data-dir --host --log-level --port --port-file -p
+#   topics smoke --junit-xml --only --prefix --skip --timeout
 #   topics status --timeout --wait
 #   topics tombstone
 #   topics tombstone check --checkpoint --from --sample --warn-before -c -f
 #   topics tombstone scan --checkpoint --from --until -c -f
+#   topics top --checkpoints --interval --once --prefix --rows --sort --warn-before -i -n
 #   topics watch --checkpoint --count --fail-on-gap --from --heartbeat-ms --idle-timeout --meta --no-data --node --on-gap --until-caught-up -c -f -n
 _topics_completion() {
     local IFS=$'\n' i word cword=0 prefix
@@ -49,13 +52,15 @@ _topics_completion() {
         ((i == COMP_CWORD)) && cword=$((${#words[@]} - 1))
     done
     case "${words[cword-1]}" in
-        --checkpoint|--data-dir|--port-file|-c)
+        --checkpoint|--data-dir|--junit-xml|--port-file|-c)
             compopt -o filenames 2>/dev/null
             COMPREPLY=( $(compgen -f -- "${words[cword]}") )
             return 0 ;;
     esac
     COMPREPLY=( $( env COMP_WORDS="${words[*]}" COMP_CWORD=$cword \
                    _TOPICS_COMPLETE=complete_bash "$1" 2>/dev/null ) )
+    # a directory (from an argument taking files) is completed further, not ended
+    [[ ${#COMPREPLY[@]} -eq 1 && "${COMPREPLY[0]}" == */ ]] && compopt -o nospace 2>/dev/null
     # bash replaces only what follows the last `:` of the word
     if [[ "${words[cword]}" == *:* && "$COMP_WORDBREAKS" == *:* ]]; then
         prefix="${words[cword]%"${words[cword]##*:}"}"

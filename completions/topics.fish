@@ -15,6 +15,7 @@
 #   topics gaps check --checkpoint --from --sample --warn-before -c -f
 #   topics gaps scan --checkpoint --from --until -c -f
 #   topics info
+#   topics lag --map --output --sample --warn-before -o
 #   topics lease
 #   topics lease ack --lease-id --node
 #   topics lease claim --lease-ms --max --node -n
@@ -30,15 +31,18 @@
 #   topics router put --allow-cycle --dest --exactly-once --filter-prefix --filter-tag --no-create-dest --no-preserve-node --no-preserve-tag --source
 #   topics router rm --missing-ok --yes -y
 #   topics serve --access-log --data-dir --host --log-level --port --port-file -p
+#   topics smoke --junit-xml --only --prefix --skip --timeout
 #   topics status --timeout --wait
 #   topics tombstone
 #   topics tombstone check --checkpoint --from --sample --warn-before -c -f
 #   topics tombstone scan --checkpoint --from --until -c -f
+#   topics top --checkpoints --interval --once --prefix --rows --sort --warn-before -i -n
 #   topics watch --checkpoint --count --fail-on-gap --from --heartbeat-ms --idle-timeout --meta --no-data --node --on-gap --until-caught-up -c -f -n
 complete --command topics --no-files --arguments \
     "(env _TOPICS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args \
       _TYPER_COMPLETE_ARGS=(commandline -cp) topics 2>/dev/null)"
 complete --command topics --long-option checkpoint --require-parameter --force-files
 complete --command topics --long-option data-dir --require-parameter --force-files
+complete --command topics --long-option junit-xml --require-parameter --force-files
 complete --command topics --long-option port-file --require-parameter --force-files
 complete --command topics --short-option c --require-parameter --force-files

@@ -16,6 +16,7 @@
 #   topics gaps check --checkpoint --from --sample --warn-before -c -f
 #   topics gaps scan --checkpoint --from --until -c -f
 #   topics info
+#   topics lag --map --output --sample --warn-before -o
 #   topics lease
 #   topics lease ack --lease-id --node
 #   topics lease claim --lease-ms --max --node -n
@@ -31,14 +32,16 @@
 #   topics router put --allow-cycle --dest --exactly-once --filter-prefix --filter-tag --no-create-dest --no-preserve-node --no-preserve-tag --source
 #   topics router rm --missing-ok --yes -y
 #   topics serve --access-log --data-dir --host --log-level --port --port-file -p
+#   topics smoke --junit-xml --only --prefix --skip --timeout
 #   topics status --timeout --wait
 #   topics tombstone
 #   topics tombstone check --checkpoint --from --sample --warn-before -c -f
 #   topics tombstone scan --checkpoint --from --until -c -f
+#   topics top --checkpoints --interval --once --prefix --rows --sort --warn-before -i -n
 #   topics watch --checkpoint --count --fail-on-gap --from --heartbeat-ms --idle-timeout --meta --no-data --node --on-gap --until-caught-up -c -f -n
 _topics_completion() {
   case "${words[CURRENT-1]}" in
-    (--checkpoint|--data-dir|--port-file|-c) _files; return ;;
+    (--checkpoint|--data-dir|--junit-xml|--port-file|-c) _files; return ;;
   esac
   local out
   out="$(env _TYPER_COMPLETE_ARGS="${words[1,$CURRENT]}" _TOPICS_COMPLETE=complete_zsh \

@@ -9,6 +9,7 @@ Exit codes (also in ``topics --help``)::
     4    not found (topic, router)
     5    authentication or permission (401/403)
     6    cannot connect
+    7    a checkpoint could not be saved mid-run (records written so far stay written)
     130  interrupted (Ctrl-C; checkpoints are saved first)
 
 Importing this module loads Typer only. Each command's module is imported, and its Click
@@ -94,10 +95,13 @@ _COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "ls": ("topic", "ls", "List topics."),
     "rm": ("topic", "rm", "Delete a topic and the routers that touch it."),
     "status": ("status", None, "Server health, readiness and metrics."),
+    "smoke": ("smoke", None, "Check a running server end to end (CI, on call)."),
+    "top": ("top", None, "Live view of every topic, router and queue."),
     "demo": ("demo", None, "The recipes, live, on a private server."),
     "serve": ("serve", None, "Run the bundled reference server."),
     "tombstone": ("tombstone", None, "Gap checks: will a reader hit a gap, is a range complete?"),
     "gaps": ("tombstone", None, "Alias of tombstone; `topics gaps TOPIC` scans TOPIC."),
+    "lag": ("lag", None, "Consumer lag and time-to-loss from checkpoints or cursors."),
     "router": ("router", None, "Copy a topic's new records into another topic."),
     "lease": ("lease", None, "Lease queues: claim, ack, nack, run a command per job."),
     "config": ("config", None, "Named profiles: url, api key, output."),

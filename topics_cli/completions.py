@@ -34,6 +34,7 @@ __all__ = [
     "command_tree",
     "file_options",
     "install",
+    "paths",
     "profile_names",
     "router_names",
     "script",
@@ -60,6 +61,18 @@ def choices(*values: str) -> Completer:
         return list(values)
 
     return complete
+
+
+def paths(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Files and directories (with a trailing ``/``) starting with ``incomplete``: for an
+    argument that takes files (``topics lag FILE…``), which the scripts cannot tell apart."""
+    import glob
+
+    try:
+        found = glob.glob(glob.escape(os.path.expanduser(incomplete)) + "*")
+    except Exception:
+        return []
+    return sorted(p + "/" if os.path.isdir(p) else p for p in found)[:_MAX_NAMES]
 
 
 def output_modes(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -213,6 +226,8 @@ _topics_completion() {
     esac
     COMPREPLY=( $( env COMP_WORDS="${words[*]}" COMP_CWORD=$cword \\
                    _TOPICS_COMPLETE=complete_bash "$1" 2>/dev/null ) )
+    # a directory (from an argument taking files) is completed further, not ended
+    [[ ${#COMPREPLY[@]} -eq 1 && "${COMPREPLY[0]}" == */ ]] && compopt -o nospace 2>/dev/null
     # bash replaces only what follows the last `:` of the word
     if [[ "${words[cword]}" == *:* && "$COMP_WORDBREAKS" == *:* ]]; then
         prefix="${words[cword]%"${words[cword]##*:}"}"

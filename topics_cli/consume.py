@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from topics_cli.errors import CliError
+from topics_cli.errors import EXIT_CHECKPOINT, CliError
 
 if TYPE_CHECKING:
     from topics_cli.output import Sink
@@ -23,16 +23,34 @@ def now_ms() -> int:
 
 
 class Checkpoint:
-    """A ``{topic: seq}`` file advanced atomically (temp file + rename + fsync)."""
+    """A ``{topic: seq}`` file advanced atomically (temp file + rename + fsync).
 
-    def __init__(self, path: Path) -> None:
+    Opening one checks, before anything is read from the server, that it can be used:
+    an existing file must be a checkpoint, and (unless ``read_only``) its directory must
+    exist and take new files, since every save writes a temp file there and renames it
+    over the old one. Each failure is a :class:`CliError` (one line, exit 2). A save
+    that fails later (disk full, directory removed mid-run) is a :class:`CliError` with
+    exit 7: the records already written stay written, and the file keeps the cursors of
+    the last good save, so a resumed run repeats rather than skips.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
         from topics_client import load_checkpoint
 
+        if path.is_dir():
+            raise CliError(f"checkpoint {path} is a directory; name a file in it")
+        if not read_only:
+            _check_writable(path)
         try:
             self.cursors: dict[str, int] = load_checkpoint(path)
-        except (ValueError, OSError) as exc:
-            raise CliError(f"checkpoint {path}: {exc}") from None
+        except ValueError:
+            raise CliError(
+                f"checkpoint {path}: not a checkpoint (a {{topic: seq}} JSON object); "
+                "name a new file or an existing checkpoint"
+            ) from None
+        except OSError as exc:
+            raise CliError(f"checkpoint {path} cannot be read: {exc.strerror}") from None
         self._saved = dict(self.cursors)
 
     def get(self, topic: str) -> int | None:
@@ -46,8 +64,42 @@ class Checkpoint:
             return
         from topics_client import save_checkpoint
 
-        save_checkpoint(self.path, self.cursors)
+        try:
+            save_checkpoint(self.path, self.cursors)
+        except OSError as exc:
+            raise CliError(
+                f"checkpoint {self.path} could not be saved ({exc.strerror or exc}); it still "
+                f"holds {_cursor_text(self._saved)}, the output reached "
+                f"{_cursor_text(self.cursors)}: a resumed run repeats the records between",
+                code=EXIT_CHECKPOINT,
+            ) from None
         self._saved = dict(self.cursors)
+
+
+def _cursor_text(cursors: dict[str, int]) -> str:
+    if not cursors:
+        return "no cursor"
+    return ", ".join(f"{topic}@{seq}" for topic, seq in sorted(cursors.items()))
+
+
+def _check_writable(path: Path) -> None:
+    """The checkpoint's directory exists and takes new files (probed with a temp file,
+    which also catches read-only file systems and works as root)."""
+    import os
+    import tempfile
+
+    directory = path.parent
+    if not directory.is_dir():
+        reason = "does not exist" if not directory.exists() else "is not a directory"
+        raise CliError(f"checkpoint {path}: the directory {directory} {reason}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=directory)
+    except OSError as exc:
+        raise CliError(
+            f"checkpoint {path} cannot be saved: no new files in {directory} ({exc.strerror})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def start_cursor(client: Client, topic: str, pos: FromPos, checkpoint: Checkpoint | None) -> int:

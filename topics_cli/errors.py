@@ -9,6 +9,8 @@ Exit codes::
     4    not found (topic, router)
     5    authentication or permission (401/403)
     6    cannot connect to the server
+    7    a checkpoint could not be saved mid-run (disk full, directory gone): the records
+         written so far stay written, the file keeps its last good cursors
     130  interrupted (Ctrl-C; any checkpoint is saved first)
 
 Client exceptions are imported lazily inside :func:`describe`, so a command that never
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 __all__ = [
     "EXIT_API",
     "EXIT_AUTH",
+    "EXIT_CHECKPOINT",
     "EXIT_CODES_HELP",
     "EXIT_CONNECT",
     "EXIT_GAP",
@@ -41,11 +44,12 @@ EXIT_GAP = 3
 EXIT_NOT_FOUND = 4
 EXIT_AUTH = 5
 EXIT_CONNECT = 6
+EXIT_CHECKPOINT = 7
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 API/server error, 2 usage, 3 gap found, 4 not found, "
-    "5 auth (401/403), 6 cannot connect, 130 interrupted."
+    "5 auth (401/403), 6 cannot connect, 7 checkpoint not saved, 130 interrupted."
 )
 
 
@@ -66,6 +70,9 @@ class Failure:
     hint: str | None = None
 
 
+_URL_HINT = "check --url / TOPICS_URL (a topics server answers GET /v0/health with JSON)"
+
+
 def describe(exc: BaseException, base_url: str | None = None) -> Failure | None:
     """The one-line failure for ``exc``, or ``None`` when it is not ours to explain."""
     if isinstance(exc, CliError):
@@ -74,6 +81,8 @@ def describe(exc: BaseException, base_url: str | None = None) -> Failure | None:
         return Failure("interrupted", EXIT_INTERRUPTED)
     import topics_client as tc  # cheap: only the exception tree loads eagerly
 
+    if isinstance(exc, tc.NotATopicsServerError):
+        return Failure(str(exc), EXIT_API, _URL_HINT)
     if isinstance(exc, tc.APIError):
         text = f"{exc.code}: {exc.message} (HTTP {exc.status})"
         if isinstance(exc, tc.AuthenticationError | tc.PermissionDeniedError):
@@ -95,6 +104,8 @@ def describe(exc: BaseException, base_url: str | None = None) -> Failure | None:
             EXIT_CONNECT,
             "start one with `topics serve`, or pass --url / set TOPICS_URL",
         )
+    if isinstance(exc, tc.APIResponseError):  # a 2xx of the wrong shape: another server?
+        return Failure(f"unexpected answer: {exc}", EXIT_API, _URL_HINT)
     if isinstance(exc, tc.TopicsError):
         return Failure(f"{type(exc).__name__}: {exc}", EXIT_API)
     if isinstance(exc, BrokenPipeError):

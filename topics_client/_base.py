@@ -38,6 +38,7 @@ from ._exceptions import (
     APIError,
     APIResponseError,
     APITimeoutError,
+    NotATopicsServerError,
     make_api_error,
 )
 from ._http import httpx
@@ -101,10 +102,35 @@ def decode_json(response: httpx.Response) -> Any:
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError as exc:
-        raise APIResponseError(
-            f"expected a JSON body from {response.request.method} {response.request.url.path}",
-            response=response,
-        ) from exc
+        request = response.request
+        what = f"expected a JSON body from {request.method} {request.url.path}"
+        if not _is_json(response):
+            what = f"{not_a_topics_server(response)}: {what}"
+        raise APIResponseError(what, response=response) from exc
+
+
+def _is_json(response: httpx.Response) -> bool:
+    kind = _content_type(response)
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def _content_type(response: httpx.Response) -> str:
+    kind: str = response.headers.get("content-type", "")
+    return kind.split(";")[0].strip().lower()
+
+
+def not_a_topics_server(response: httpx.Response) -> str:
+    """``HOST:PORT does not look like a topics server (HTTP 501, text/html)``."""
+    url = response.request.url
+    where = url.netloc.decode("ascii", "replace") or str(url)
+    kind = _content_type(response) or ("no body" if not response.content else "no content type")
+    return f"{where} does not look like a topics server (HTTP {response.status_code}, {kind})"
+
+
+# a gateway's own error page in front of a topics server that is starting, down or slow
+_GATEWAY: Final = frozenset({502, 503, 504})
+# characters of a gateway's error page quoted in the one-line message (whitespace folded)
+_EXCERPT: Final = 80
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -122,26 +148,48 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def error_from_response(response: httpx.Response) -> APIError:
-    """The one place an error answer becomes an exception (SPEC §0.6 envelope)."""
+    """The one place an error answer becomes an exception (SPEC §0.6 envelope).
+
+    An answer without the envelope did not come from a topics server: it becomes
+    :class:`NotATopicsServerError` with a one-line message (the raw body stays on the
+    exception), except a gateway's 502/503/504, which keeps its status family.
+    """
     status = response.status_code
-    code, message, detail = f"http_{status}", response.reason_phrase or "error", None
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
     try:
         body = orjson.loads(response.content) if response.content else None
     except orjson.JSONDecodeError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
-        code = str(err.get("code") or code)
-        message = str(err.get("message") or message)
-        detail = err.get("detail") if isinstance(err.get("detail"), dict) else None
-    elif response.content:
-        message = response.text[:200]
-    return make_api_error(
-        status,
-        code,
-        message,
-        detail=detail,
-        retry_after=parse_retry_after(response.headers.get("retry-after")),
+        return make_api_error(
+            status,
+            str(err.get("code") or f"http_{status}"),
+            str(err.get("message") or response.reason_phrase or "error"),
+            detail=err.get("detail") if isinstance(err.get("detail"), dict) else None,
+            retry_after=retry_after,
+            response=response,
+        )
+    if status in _GATEWAY:
+        where = response.request.url.netloc.decode("ascii", "replace")
+        kind = _content_type(response) or "no body"
+        excerpt = " ".join(response.text.split())
+        if len(excerpt) > _EXCERPT:
+            excerpt = excerpt[: _EXCERPT - 1] + "…"
+        return make_api_error(
+            status,
+            f"http_{status}",
+            f"HTTP {status} from {where} without a topics error ({kind}; a proxy in front "
+            f"of the server?)" + (f": {excerpt}" if excerpt else ""),
+            retry_after=retry_after,
+            response=response,
+        )
+    return NotATopicsServerError(
+        not_a_topics_server(response),
+        status=status,
+        content_type=_content_type(response),
+        body=response.text,
+        retry_after=retry_after,
         response=response,
     )
 

@@ -2,7 +2,9 @@
 
 ``save_checkpoint`` writes a temp file in the same directory, fsyncs it, renames it over
 the target and fsyncs the directory, so a crash leaves either the old or the new map,
-never a torn one. ``load_checkpoint`` returns ``{}`` when there is no file yet.
+never a torn one. The file is one line of JSON ending in a newline (people ``cat`` it);
+``load_checkpoint`` accepts it with or without that newline, and returns ``{}`` when there
+is no file yet.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def save_checkpoint(path: StrPath, cursors: Mapping[str, int]) -> None:
 
     target = os.fspath(path)
     payload = orjson.dumps(
-        {str(k): int(v) for k, v in cursors.items()}, option=orjson.OPT_SORT_KEYS
+        {str(k): int(v) for k, v in cursors.items()},
+        option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE,
     )
     directory = os.path.dirname(target) or "."
     name = os.path.basename(target)
@@ -60,9 +63,12 @@ def load_checkpoint(path: StrPath) -> dict[str, int]:
             data = fh.read()
     except FileNotFoundError:
         return {}
-    value = orjson.loads(data)
+    try:
+        value = orjson.loads(data)  # JSON: a trailing newline (or none) is fine
+    except orjson.JSONDecodeError:
+        value = None
     if not isinstance(value, dict) or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in value.values()
     ):
-        raise ValueError(f"{path}: not a checkpoint ({{topic: seq}} JSON object)")
+        raise ValueError(f"{os.fspath(path)}: not a checkpoint ({{topic: seq}} JSON object)")
     return {str(k): v for k, v in value.items()}

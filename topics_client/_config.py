@@ -64,6 +64,8 @@ DEFAULT_FOLLOW_WAIT_MS: Final = 30_000
 # Nack delay after a failed delivery: base × 2^(deliveries-1), at most max (SPEC §10.1).
 DEFAULT_BACKOFF_BASE_MS: Final = 1000
 DEFAULT_BACKOFF_MAX_MS: Final = 60_000
+# Every API path starts with it; a base URL given with it is taken without it.
+API_PREFIX: Final = "/v0"
 # Environment variables naming the server, first set wins (after an explicit argument).
 BASE_URL_ENV: Final = ("TOPICS_URL", "TOPICS")
 
@@ -93,11 +95,22 @@ def given(value: T | NotGiven, default: T) -> T:
 
 
 def normalize_base_url(url: str) -> str:
-    """``host:port`` → ``http://host:port``; surrounding blanks and trailing ``/`` dropped."""
+    """``host:port`` → ``http://host:port``; surrounding blanks and trailing ``/`` dropped,
+    and a trailing ``/v0`` too: the client adds the API version to every path itself, so
+    the URL a server announces with its ``/v0`` works as well as the bare one::
+
+        normalize_base_url("127.0.0.1:4000")              # 'http://127.0.0.1:4000'
+        normalize_base_url("http://127.0.0.1:4000/v0/")   # 'http://127.0.0.1:4000'
+        normalize_base_url("https://gw.example/topics/v0")  # 'https://gw.example/topics'
+    """
     url = url.strip()
     if "://" not in url:
         url = "http://" + url
-    return url.rstrip("/")
+    url = url.rstrip("/")
+    scheme, _, rest = url.partition("://")
+    if rest.endswith(API_PREFIX) and "/" in rest:
+        url = f"{scheme}://{rest.removesuffix(API_PREFIX)}".rstrip("/")
+    return url
 
 
 def resolve_base_url(
@@ -109,7 +122,8 @@ def resolve_base_url(
     """The server URL: the argument, else ``TOPICS_URL``, else ``TOPICS``, else
     ``fallback`` (e.g. a CLI profile's url), else ``http://127.0.0.1:4000``.
 
-    Blank values count as unset; a value without a scheme (``host:port``) is plain HTTP.
+    Blank values count as unset; a value without a scheme (``host:port``) is plain HTTP;
+    a trailing ``/v0`` is dropped (:func:`normalize_base_url`).
     ``env`` defaults to ``os.environ``. The one rule the client and the CLI share::
 
         resolve_base_url()                                 # what Client() connects to

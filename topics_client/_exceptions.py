@@ -22,9 +22,11 @@
     │   ├── TopicFullError            422 topic_full
     │   ├── ThrottledError            429 throttled
     │   ├── InternalServerError       500 and other 5xx
-    │   └── ServiceUnavailableError   503
-    │       ├── NotReadyError         503 not_ready
-    │       └── ShuttingDownError     503 shutting_down
+    │   ├── ServiceUnavailableError   503
+    │   │   ├── NotReadyError         503 not_ready
+    │   │   └── ShuttingDownError     503 shutting_down
+    │   └── NotATopicsServerError     an error answer without the topics error envelope
+    │                                 (another web server, a wrong port): content_type, body
     ├── APIConnectionError            the request never got a complete answer
     │   └── APITimeoutError           ... because a timeout fired
     ├── APIResponseError              a 2xx body that does not decode as expected
@@ -32,7 +34,10 @@
     └── GapError                      replay with ``on_gap="raise"`` met a gap (``.gap``)
 
 Error classes are picked from ``error.code`` first, then from the HTTP status, in one place
-(:func:`make_api_error`), so an unknown code still lands in the right status family.
+(:func:`make_api_error`), so an unknown code still lands in the right status family. An
+error answer that is not the topics envelope (an HTML page, plain text, nothing) is
+:class:`NotATopicsServerError`, except a gateway's 502/503/504 (a proxy in front of a server
+that is starting or down), which keeps its status family so waiting and retrying still work.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ __all__ = [
     "InternalServerError",
     "InvalidRequestError",
     "NotAQueueError",
+    "NotATopicsServerError",
     "NotFoundError",
     "NotReadyError",
     "PayloadTooLargeError",
@@ -185,6 +191,35 @@ class NotReadyError(ServiceUnavailableError):
 
 class ShuttingDownError(ServiceUnavailableError):
     pass
+
+
+class NotATopicsServerError(APIError):
+    """Something other than a topics server answered: the error body is not the topics
+    envelope (``python -m http.server``, a web app, a wrong port). ``str(exc)`` is one line,
+    e.g. ``127.0.0.1:8000 does not look like a topics server (HTTP 501, text/html)``;
+    ``content_type`` and ``body`` (the raw text, for debugging) say what came back.
+    ``code`` is ``http_<status>``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        content_type: str,
+        body: str,
+        retry_after: float | None = None,
+        response: httpx.Response | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            status=status,
+            code=f"http_{status}",
+            retry_after=retry_after,
+            response=response,
+        )
+        self.args = (message,)
+        self.content_type = content_type
+        self.body = body
 
 
 class APIConnectionError(TopicsError):

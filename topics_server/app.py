@@ -10,15 +10,16 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from topics_server.api import health, queues, records, routers, topics, watch
 from topics_server.engine.engine import Engine
-from topics_server.errors import ApiError, error_body, invalid_request
+from topics_server.errors import ApiError, error_body
 from topics_server.middleware import (
     Auth,
+    ClientGone,
     ConnectionCap,
     EncodedSlashes,
     ReadinessGate,
@@ -58,22 +59,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return _render(ApiError(404, "not_found", f"no route for {request.url.path}"))
     return _render(ApiError(exc.status_code, "invalid_request", str(exc.detail)))
-
-
-async def _client_gone(request: Request, exc: Exception) -> Response:
-    """The client hung up before its request was whole: one line, no traceback."""
-    log.warning(
-        "client %s went away before sending its whole request: %s %s",
-        _peer(request),
-        request.method,
-        request.url.path,
-    )
-    return _render(invalid_request("the client closed the connection mid-request"))
-
-
-def _peer(request: Request) -> str:
-    client = request.client
-    return "?" if client is None else f"{client.host}:{client.port}"
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
@@ -178,6 +163,7 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         middleware=[
+            Middleware(ClientGone),
             Middleware(ConnectionCap),
             Middleware(
                 Auth,
@@ -192,7 +178,6 @@ def create_app(
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
-            ClientDisconnect: _client_gone,
             Exception: _internal,
         },
     )

@@ -1,5 +1,6 @@
 """The server's pure-ASGI middleware, outermost first, and the API-key table it checks.
 
+    ClientGone      a client that hangs up before its answer is routine: one debug line
     ConnectionCap   a connection opened past the cap answers 503 + Retry-After, then closes
     Auth            authenticate (401) -> the key's in-flight cap (429) -> scope (403)
                     -> the path's name against the key's prefixes (403)        (SPEC §12)
@@ -22,11 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from topics_server.engine.engine import Engine
 from topics_server.errors import ApiError, invalid_request, throttled
@@ -36,6 +39,7 @@ __all__ = [
     "OVER_CAPACITY",
     "ApiKey",
     "Auth",
+    "ClientGone",
     "ConnectionCap",
     "EncodedSlashes",
     "ReadinessGate",
@@ -66,6 +70,53 @@ def path_segments(scope: Scope) -> list[str]:
         path: str = scope["path"]
         return path.split("/")
     return [unquote(part) for part in raw.decode("latin-1").split("/")]
+
+
+log = logging.getLogger("topics_server")
+
+
+# -- clients that leave --------------------------------------------------------------
+
+
+class ClientGone:
+    """A client that disconnects before its answer (``topics diff big | head -3``, a
+    killed script) makes Starlette raise :class:`ClientDisconnect` where the request body
+    is read. Nobody is left to answer. A reader leaving is routine: one debug line. A
+    request cut off halfway through its body (part of it arrived, then the connection
+    closed, or the body deadline closed it) is worth one warning line. Never an
+    "internal error" with a traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        partial = False  # part of the body arrived, more was announced
+
+        async def watching() -> Message:
+            nonlocal partial
+            message = await receive()
+            if message["type"] == "http.request":
+                partial = bool(message.get("more_body"))
+            return message
+
+        try:
+            await self.app(scope, watching, send)
+        except ClientDisconnect:
+            client = scope.get("client")
+            peer = "?" if not client else f"{client[0]}:{client[1]}"
+            method, path = scope.get("method"), scope.get("path")
+            if partial:
+                log.warning(
+                    "client %s went away before sending its whole request: %s %s",
+                    peer,
+                    method,
+                    path,
+                )
+            else:
+                log.debug("client %s went away before its answer: %s %s", peer, method, path)
 
 
 # -- connection cap ---------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import signal
 import socket
@@ -53,7 +54,21 @@ def check_bind_safety(settings: Settings) -> None:
         )
 
 
+def _resolve_host(host: str, port: int) -> None:
+    """A host that names no address is the commonest start-up typo: say so first."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise SettingsError(
+            f"host {host!r} does not resolve to an address to listen on "
+            f"(TOPICS_HOST / --host): {exc.strerror}"
+        ) from None
+
+
 def _bind(settings: Settings) -> socket.socket:
+    """Resolve the host and bind the port (not yet listening: connections are refused
+    until the server is ready to take them)."""
+    _resolve_host(settings.host, settings.port)
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -63,9 +78,23 @@ def _bind(settings: Settings) -> socket.socket:
         sock.close()
         where = f"{settings.host}:{settings.port}"
         raise SettingsError(f"cannot listen on {where}: {exc.strerror}") from None
-    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """Create the data directory (and its parents) or say in one line why it cannot be."""
+    where = f"data directory {str(data_dir)!r} (TOPICS_DATA_DIR / --data-dir)"
+    if data_dir.exists() and not data_dir.is_dir():
+        raise SettingsError(f"{where} is not a directory")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a parent is a file
+        raise SettingsError(f"{where} cannot be created: a parent is not a directory") from None
+    except OSError as exc:
+        raise SettingsError(f"{where} cannot be created: {exc.strerror}") from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise SettingsError(f"{where} is not writable")
 
 
 def _write_port_file(path: Path, hostport: str) -> None:
@@ -112,12 +141,18 @@ class _Server(uvicorn.Server):
 
 
 async def serve(settings: Settings, announce: bool = True) -> None:
-    check_bind_safety(settings)
+    """Check the cheap things first (the host resolves and the port binds, the keys a
+    non-loopback bind needs, the data directory), then open the store and serve."""
+    sock = _bind(settings)
     try:
+        check_bind_safety(settings)
+        prepare_data_dir(settings.data_dir)
         with data_dir_lock(settings.data_dir):
-            await _serve(settings, Engine(settings, _open_store(settings)), announce)
+            await _serve(settings, Engine(settings, _open_store(settings)), sock, announce)
     except (DataDirLocked, StoreCorrupt) as exc:
         raise SettingsError(str(exc)) from None
+    finally:
+        sock.close()
 
 
 def _open_store(settings: Settings) -> Store:
@@ -132,7 +167,7 @@ def _open_store(settings: Settings) -> Store:
     return SqliteStore(settings.data_dir, failpoints)
 
 
-async def _serve(settings: Settings, engine: Engine, announce: bool) -> None:
+async def _serve(settings: Settings, engine: Engine, sock: socket.socket, announce: bool) -> None:
     fatal: list[str] = []
     server: _Server | None = None
 
@@ -146,7 +181,7 @@ async def _serve(settings: Settings, engine: Engine, announce: bool) -> None:
     max_connections = settings.max_connections
     if max_connections is None:
         max_connections = default_max_connections(fd_limit)
-    sock = _bind(settings)
+    sock.listen(2048)
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         app,
@@ -174,8 +209,11 @@ async def _serve(settings: Settings, engine: Engine, announce: bool) -> None:
         if announce:
             for warning in settings.warnings:
                 print(f"topics serve: warning: {warning}", file=sys.stderr, flush=True)
+            # the base URL, as clients take it (they add /v0 themselves)
+            url = f"http://{hostport}"
             print(
-                f"topics serving http://{hostport}/v0 (data: {settings.data_dir})",
+                f"topics serving {url} (data: {settings.data_dir}); "
+                f"point clients at it with: export TOPICS_URL={url}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -184,8 +222,21 @@ async def _serve(settings: Settings, engine: Engine, announce: bool) -> None:
         raise SettingsError(fatal[0])
 
 
+def _configure_logging(level: str) -> None:
+    """The server's own lines (``topics_server`` logger) on stderr, at uvicorn's level:
+    ``--log-level debug`` shows the routine ones too (e.g. a client leaving early)."""
+    logger = logging.getLogger("topics_server")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    with contextlib.suppress(ValueError):
+        logger.setLevel(level.upper())
+
+
 def run(settings: Settings) -> int:
     """Serve until SIGINT/SIGTERM; returns the process exit code."""
+    _configure_logging(settings.log_level)
     try:
         import uvloop
 

@@ -207,6 +207,7 @@ def test_path_options_complete_files(shell: Callable[..., list[str]]) -> None:
     assert shell("topics diff x -c ord") == ["orders.cp"]
     assert shell("topics watch x --checkpoint orders") == ["orders.cp"]
     assert "orders.cp" in shell("topics serve --port-file ")
+    assert shell("topics lag ord") == ["orders.cp"]  # an argument that takes files
 
 
 def test_install_completion_installs_the_shipped_scripts(base_url: str, tmp_path: Path) -> None:

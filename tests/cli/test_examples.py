@@ -200,7 +200,12 @@ FILES = {
     "render.sh": "#!/bin/sh\ncat\n",
     "handle.py": "import sys\nprint(sys.stdin.read().strip())\n",
     "Makefile": "job:\n\t@cat\n",
+    "workers/billing.cp": json.dumps({"orders": 10}) + "\n",
+    "workers/archiver.cp": json.dumps({"orders": 40, "audit": 5}) + "\n",
 }
+
+# Examples aimed at a deployment the test does not have: they may end there, not sooner.
+ELSEWHERE = {"https://topics.internal:4000": 6}  # cannot connect
 
 
 def _outputs(text: str) -> set[str]:
@@ -209,7 +214,7 @@ def _outputs(text: str) -> set[str]:
     named = {
         b
         for a, b in itertools.pairwise(words)
-        if a in (">", "-c", "--checkpoint", "--port-file", "--data-dir")
+        if a in (">", "-c", "--checkpoint", "--port-file", "--data-dir", "--junit-xml")
     }
     if "topics serve" in text:
         named.add("topics-data")
@@ -229,6 +234,7 @@ def run_example(example: Example, url: str, where: Path) -> Outcome:
     for d in (work, home, where / "xdg" / "topics", where / "bin"):
         d.mkdir(parents=True)
     for name, content in FILES.items():
+        (work / name).parent.mkdir(exist_ok=True)
         (work / name).write_text(content)
     for script in ("render.sh",):
         (work / script).chmod(0o755)
@@ -246,6 +252,7 @@ def run_example(example: Example, url: str, where: Path) -> Outcome:
         HOME=str(home),
         XDG_CONFIG_HOME=str(where / "xdg"),
         NO_COLOR="1",
+        KEY="s3cret",  # the API key examples pass as "$KEY"
         PATH=f"{where / 'bin'}{os.pathsep}{env.get('PATH', '')}",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
     )
@@ -264,10 +271,7 @@ def run_example(example: Example, url: str, where: Path) -> Outcome:
         try:
             code = _wait(example, proc, work, before, out_path, err_path, url)
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
-            _wait_group_gone(proc.pid)
+            _stop_group(proc)
     return Outcome(
         code,
         out_path.read_text(errors="replace"),
@@ -328,15 +332,28 @@ def _nudge(text: str, work: Path, url: str, n: int) -> None:
             f.write(f"line {n}\n")
 
 
-def _wait_group_gone(pgid: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    os.killpg(pgid, signal.SIGKILL)
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop an example as its user would: Ctrl-C (SIGINT: checkpoints are saved, temp files
+    removed); then SIGTERM for what ignores it (`topics serve &`: bash starts background
+    jobs with SIGINT ignored); then SIGKILL."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + 15
+        while not _group_gone(proc) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _group_gone(proc):
+            break
+    proc.wait(30)
+
+
+def _group_gone(proc: subprocess.Popen[bytes]) -> bool:
+    proc.poll()  # reap bash: a zombie leader keeps the group alive
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"{e.source}: {e.text}"[:90])
@@ -344,6 +361,9 @@ def test_example_runs_as_written(example: Example, server: ServerProcess, tmp_pa
     reset(server.url)
     r = run_example(example, server.url, tmp_path)
     where = f"{example.source}: {example.text}"
+    for target, code in ELSEWHERE.items():
+        if target in example.text and r.code == code:  # got as far as connecting
+            r.code = 0
     assert r.code in (0, None), (
         f"{where}\nexit {r.code}\nstdout: {r.out[-2000:]}\nstderr: {r.err[-2000:]}"
     )

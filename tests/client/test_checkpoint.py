@@ -45,3 +45,26 @@ def test_rejects_foreign_content(tmp_path: Path) -> None:
     path.write_text('{"a": "x"}')
     with pytest.raises(ValueError):
         load_checkpoint(path)
+
+
+def test_file_is_one_line_ending_in_a_newline(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    save_checkpoint(path, {"b": 2, "a": 1})
+    assert path.read_bytes() == b'{"a":1,"b":2}\n'  # `cat` leaves the prompt on its own line
+    save_checkpoint(path, {})
+    assert path.read_bytes() == b"{}\n"
+
+
+@pytest.mark.parametrize("text", ['{"a":1,"b":2}', '{"a":1,"b":2}\n', '{"a": 1, "b": 2}\r\n'])
+def test_reads_files_with_or_without_the_newline(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "c.json"
+    path.write_bytes(text.encode())
+    assert load_checkpoint(path) == {"a": 1, "b": 2}
+
+
+@pytest.mark.parametrize("text", ["garbage\n", "[1, 2]\n", '{"a": true}\n', ""])
+def test_not_a_checkpoint_names_the_file(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"c\.json: not a checkpoint"):
+        load_checkpoint(path)

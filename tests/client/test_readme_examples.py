@@ -138,7 +138,7 @@ def run_example(
 def test_durable_ledger_replays_from_its_checkpoint(run_example: Runner) -> None:
     assert run_example(LEDGER) == ["apply 1 {'account': 'acct_88', 'amount': -1299}"]
     assert run_example(LEDGER) == []  # deduplicated write, checkpoint past it
-    assert Path("ledger.ckpt").read_text() == '{"ledger":1}'
+    assert Path("ledger.ckpt").read_text() == '{"ledger":1}\n'  # one line, newline-terminated
 
 
 def test_pubsub_router_fan_out_over_one_watch(run_example: Runner) -> None:
@@ -162,7 +162,7 @@ def test_cursor_job_queue_skips_cancelled_and_acks_by_checkpoint(run_example: Ru
         "transcoding 3 {'clip': 9003, 'preset': '480p'}",
     ]
     assert run_example(JOB_QUEUE) == []  # everything up to the cursor is acknowledged
-    assert Path("worker-1.ckpt").read_text() == '{"transcode":3}'
+    assert Path("worker-1.ckpt").read_text() == '{"transcode":3}\n'
 
 
 def test_two_node_mirror_is_echo_free(run_example: Runner) -> None:

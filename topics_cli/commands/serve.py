@@ -14,6 +14,9 @@ HELP = """Run the bundled reference server (the whole /v0 contract, no external 
 
 Flags override the upstream environment variables (TOPICS_HOST, TOPICS_PORT,
 TOPICS_PORT_FILE, TOPICS_DATA_DIR, TOPICS_MAX_*). Stop it with Ctrl-C or SIGTERM.
+On start it prints its base URL, the one clients take (export TOPICS_URL=...). A host
+that does not resolve or bind, a data directory that cannot be created, or a bad
+setting stops it with one line, exit 2.
 Needs the server extra: pip install 'topics-py[server]' (without it: one line naming
 it, exit 1).
 

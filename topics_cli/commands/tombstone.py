@@ -3,7 +3,6 @@ gap detection without consuming anything."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,7 +16,9 @@ from topics_cli.group import TopicsGroup, typer_app
 from topics_cli.options import TopicArg, UntilOpt
 
 if TYPE_CHECKING:
+    from topics_cli.commands.diff import Window
     from topics_cli.consume import Tracker
+    from topics_cli.coverage import Coverage
     from topics_cli.positions import FromPos
     from topics_client import Client, TopicState
 
@@ -74,46 +75,6 @@ CheckpointsOpt = Annotated[
 ]
 
 
-def _write_rate(client: Client, topic: str, first: TopicState, sample_s: float) -> float | None:
-    """Records/s from two head samples ``sample_s`` apart (None when not sampled)."""
-    if sample_s <= 0:
-        return None
-    t0 = time.monotonic()
-    time.sleep(sample_s)
-    second = client.topics.get(topic, touch=False)
-    elapsed = time.monotonic() - t0
-    return max(0, second.head_seq - first.head_seq) / elapsed
-
-
-def eviction_estimate(
-    state: TopicState, cursor: int, rate: float | None, next_ts: int | None, now_ms: int
-) -> dict[str, Any]:
-    """When the record after ``cursor`` falls off: by cap (writes left / rate) or TTL."""
-    cfg = state.config
-    lag = max(0, state.head_seq - cursor)
-    out: dict[str, Any] = {"writes_until_eviction": None, "evicted_in_ms": None, "evicted_by": None}
-    candidates: list[tuple[float, str]] = []
-    if cfg.discard != "reject":
-        caps: list[int] = []
-        if cfg.cap_records:
-            caps.append(cfg.cap_records)
-        if cfg.cap_bytes and state.count and state.bytes:
-            caps.append(max(1, int(cfg.cap_bytes / (state.bytes / state.count))))
-        if caps:
-            writes_left = max(0, min(caps) - lag + 1)
-            out["writes_until_eviction"] = writes_left
-            if rate:
-                candidates.append((writes_left / rate * 1000, "cap"))
-    if cfg.ttl_ms:
-        expires = (next_ts + cfg.ttl_ms - now_ms) if next_ts is not None else cfg.ttl_ms
-        candidates.append((max(0, expires), "ttl"))
-    if candidates:
-        ms, why = min(candidates)
-        out["evicted_in_ms"] = int(ms)
-        out["evicted_by"] = why
-    return out
-
-
 @app.command("check")
 def check(
     ctx: typer.Context,
@@ -134,6 +95,7 @@ def check(
 ) -> None:
     """For each cursor: a gap now? lag, headroom, and when it falls off at the current rate."""
     from topics_cli.consume import now_ms
+    from topics_cli.consumers import write_rates
     from topics_cli.positions import PositionError, parse_duration_ms, parse_from
 
     ap = get_app(ctx)
@@ -148,9 +110,8 @@ def check(
     client = ap.client()
     state = client.topics.get(topic, touch=False)
     cursors = _cursors(client, topic, state, positions, checkpoint or [])
-    rate = _write_rate(client, topic, state, sample_s)
-    if rate is not None:
-        state = client.topics.get(topic, touch=False)
+    states, rates = write_rates(client, {topic: state}, sample_s)
+    state, rate = states[topic], rates[topic]
     now = now_ms()
     reports = [_cursor_report(client, topic, state, c, rate, now, warn_ms) for c in cursors]
     failing = any(r["status"] != "ok" for r in reports)
@@ -198,7 +159,7 @@ def _cursors(
             seq = resolved
         cursors.append(_Cursor(f"--from {text}", seq))
     for path in checkpoints:
-        saved = Checkpoint(path).get(topic)
+        saved = Checkpoint(path, read_only=True).get(topic)
         if saved is None:
             raise typer.BadParameter(f"{path} holds no cursor for {topic!r}")
         cursors.append(_Cursor(str(path), saved))
@@ -216,6 +177,8 @@ def _cursor_report(
 ) -> dict[str, Any]:
     """One cursor's line: a gap now (the server's tombstone), lag, headroom, and when
     retention reaches it; ``status`` gap | at_risk | ok."""
+    from topics_cli.consumers import eviction_estimate
+
     probe = client.topics.diff(topic, from_seq=cursor.seq, limit=1, include_meta=False)
     tomb = probe.tombstone
     gap = None
@@ -308,8 +271,9 @@ def scan(
     checkpoint: ScanCheckpointOpt = None,
 ) -> None:
     """Replay without printing records; report every gap. Exit 0 only when every seq in the
-    range is present or was deliberately deleted (a completeness proof for CI)."""
-    from topics_cli.commands.diff import open_window, run_replay
+    range is present or was deliberately deleted (a completeness proof for CI). On a
+    terminal a one-line coverage map shows present, deleted and evicted seqs."""
+    from topics_cli.commands.diff import open_window
     from topics_cli.consume import Tracker
 
     _check_positions(from_, until)
@@ -319,23 +283,70 @@ def scan(
     tracker = Tracker(ap.sink, "warn", command=f"scan {topic}")
     tracker.stats(topic)
     window = open_window(client, topic, from_, until or "head", False, cp)
+    code, coverage = replay_coverage(client, topic, window, tracker, cp)
+    if code == EXIT_INTERRUPTED:
+        raise KeyboardInterrupt
+    value = _scan_result(topic, window.cursor, tracker)
+    value["coverage"] = coverage.to_dict()
+    ap.sink.result(value, lambda console: _pretty_scan(console, value, coverage))
+    if value["gaps"]:
+        raise typer.Exit(EXIT_GAP)
+
+
+def replay_coverage(
+    client: Client, topic: str, window: Window, tracker: Tracker, checkpoint: Any = None
+) -> tuple[int, Coverage]:
+    """Replay ``window`` without printing, noting which seqs were present and which a
+    tombstone reported evicted (``tracker`` gets the gaps); returns the replay's exit
+    code and the :class:`~topics_cli.coverage.Coverage` of the seqs it examined."""
+    from topics_cli.commands.diff import run_replay
+    from topics_cli.coverage import Coverage
+
+    coverage = Coverage(window.cursor + 1, window.cursor)
+    position: Any = _Position(window.cursor, checkpoint)  # get/set/save: a Checkpoint's
+
+    def emit(records: list[dict[str, Any]]) -> None:
+        coverage.add_seqs([r["$seq"] for r in records])
+
+    seen = len(tracker.gap_list)
     code = run_replay(
         client,
         topic,
         window,
         tracker=tracker,
-        emit=None,
+        emit=emit,
         follow=False,
-        checkpoint=cp,
+        checkpoint=position,
         include_tags=False,
         include_meta=False,
     )
-    if code == EXIT_INTERRUPTED:
-        raise KeyboardInterrupt
-    value = _scan_result(topic, window.cursor, tracker)
-    ap.sink.result(value, lambda console: _pretty_scan(console, value))
-    if value["gaps"]:
-        raise typer.Exit(EXIT_GAP)
+    coverage.hi = position.seq
+    for gap in tracker.gap_list[seen:]:
+        if gap.topic == topic:
+            coverage.add_evicted(gap.gap_from, gap.gap_to, gap.reason)
+    return code, coverage
+
+
+class _Position:
+    """The replay's checkpoint hook: remembers the last cursor (where the examined range
+    ends) and passes reads and writes on to a real checkpoint, if any."""
+
+    def __init__(self, start: int, inner: Any) -> None:
+        self.seq = start
+        self._inner = inner
+
+    def get(self, topic: str) -> int | None:
+        saved: int | None = None if self._inner is None else self._inner.get(topic)
+        return saved
+
+    def set(self, topic: str, seq: int) -> None:
+        self.seq = seq
+        if self._inner is not None:
+            self._inner.set(topic, seq)
+
+    def save(self) -> None:
+        if self._inner is not None:
+            self._inner.save()
 
 
 def _check_positions(from_text: str, until_text: str | None) -> None:
@@ -356,7 +367,7 @@ def _scan_checkpoint(path: Path | None, topic: str) -> Any:
         return None
     from topics_cli.consume import Checkpoint
 
-    loaded = Checkpoint(path)
+    loaded = Checkpoint(path, read_only=True)
     if loaded.get(topic) is None:
         raise typer.BadParameter(f"{path} holds no cursor for {topic!r}")
     return _ReadOnly(loaded)
@@ -386,7 +397,7 @@ def _scan_result(topic: str, start: int, tracker: Tracker) -> dict[str, Any]:
     }
 
 
-def _pretty_scan(console: Any, value: dict[str, Any]) -> None:
+def _pretty_scan(console: Any, value: dict[str, Any], coverage: Coverage) -> None:
     topic, records, gaps = value["topic"], value["records"], value["gaps"]
     first = value["first_seq"]
     span = f"seqs {first}..{value['last_seq']}" if first else "no records"
@@ -400,6 +411,41 @@ def _pretty_scan(console: Any, value: dict[str, Any]) -> None:
             f"[green]complete[/] {topic}: {records:,} records present ({span}); "
             "every other seq was deliberately deleted"
         )
+    print_coverage(console, coverage)
+
+
+_RUNS_LISTED = 12
+
+
+def print_coverage(console: Any, coverage: Coverage) -> None:
+    """The coverage map (block characters on a terminal, ASCII elsewhere), its legend and
+    the first runs spelled out with their seqs."""
+    from topics_cli.coverage import legend, map_cells, render_map, render_text
+
+    if coverage.hi < coverage.lo:
+        console.print("  (empty range: nothing after the cursor)")
+        return
+    terminal = bool(console.is_terminal)
+    width = max(20, console.width - 2) if terminal else 78
+    if terminal:
+        from rich.text import Text
+
+        console.print(Text("  ").append_text(render_map(coverage, width)))
+    else:
+        console.print("  " + render_text(coverage, width), markup=False, highlight=False)
+    cells = map_cells(coverage, width)
+    console.print("  " + legend(terminal, cells), markup=False, highlight=False, style="dim")
+    runs = coverage.runs()
+    for run in runs[:_RUNS_LISTED]:
+        what = {"present": "present", "deleted": "deleted on purpose", "evicted": "evicted"}
+        why = f" ({run.reason})" if run.reason else ""
+        console.print(
+            f"  {run.first}..{run.last}: {what[run.state]}{why}, {run.size:,} seq(s)",
+            markup=False,
+            highlight=False,
+        )
+    if len(runs) > _RUNS_LISTED:
+        console.print(f"  … {len(runs) - _RUNS_LISTED:,} more runs (-o json lists them)")
 
 
 class _ReadOnly:

@@ -91,6 +91,7 @@ class Router:
         body = {"router": self.name, **self.spec.to_json()}
         body.pop("create_dest")
         body["state"] = self.state
+        body["source_cursor"] = self.cursor  # additive: lag = source head - this
         if self.reason is not None:
             body["reason"] = self.reason
         return body
