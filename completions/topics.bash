@@ -2,7 +2,7 @@
 # Do not edit; install with `topics --install-completion` or source this file.
 # Command tree:
 #   topics --api-key --debug --install-completion --no-color --output --profile --quiet --show-completion --template --url --version -o -q -u
-#   topics bench --batch --clients --compare --durability --duration --histogram --limit --procs --records --size --topic-prefix --watchers -c -n -p
+#   topics bench --batch --clients --compare --durability --duration --histogram --limit --procs --records --size --topic-prefix --watchers -n -p
 #   topics config
 #   topics config get --profile -p
 #   topics config list
@@ -26,12 +26,12 @@
 #   topics ls --page-size --prefix
 #   topics mirror --batch --both-ways --checkpoint --dest-key --fail-on-gap --from --gap-marker --give-up-after --metrics-host --metrics-port --node --once --relist --source-key --start --status-every --to --topic -c -t
 #   topics put --batch-size --config --envelope --key --linger --meta --no-create --node --raw --skip-invalid --tag -t
-#   topics rm --if-empty --yes -y
+#   topics rm --if-empty --missing-ok --yes -y
 #   topics router
 #   topics router get
 #   topics router ls --dest --prefix --source
 #   topics router put --allow-cycle --dest --exactly-once --filter-prefix --filter-tag --no-create-dest --no-preserve-node --no-preserve-tag --source
-#   topics router rm --yes -y
+#   topics router rm --missing-ok --yes -y
 #   topics serve --access-log --data-dir --host --log-level --port --port-file -p
 #   topics smoke --junit-xml --only --prefix --skip --timeout
 #   topics status --timeout --wait
@@ -41,12 +41,36 @@
 #   topics top --checkpoints --interval --once --prefix --rows --sort --warn-before -i -n
 #   topics watch --checkpoint --count --fail-on-gap --from --heartbeat-ms --idle-timeout --meta --no-data --node --on-gap --until-caught-up -c -f -n
 _topics_completion() {
-    local IFS=$'
-'
-    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
-                   COMP_CWORD=$COMP_CWORD \
-                   _TOPICS_COMPLETE=complete_bash $1 ) )
+    local IFS=$'\n' i word cword=0 prefix
+    # bash splits `tenant42:clip` into `tenant42 : clip`; join them back into one word
+    local -a words=()
+    for ((i = 0; i < ${#COMP_WORDS[@]}; i++)); do
+        word="${COMP_WORDS[i]}"
+        if ((i > 1)) && [[ "$word" == : || "${COMP_WORDS[i-1]}" == : ]]; then
+            words[${#words[@]}-1]+="$word"
+        else
+            words+=("$word")
+        fi
+        ((i == COMP_CWORD)) && cword=$((${#words[@]} - 1))
+    done
+    case "${words[cword-1]}" in
+        --checkpoint|--compare|--data-dir|--junit-xml|--port-file|-c)
+            compopt -o filenames 2>/dev/null
+            COMPREPLY=( $(compgen -f -- "${words[cword]}") )
+            return 0 ;;
+    esac
+    COMPREPLY=( $( env COMP_WORDS="${words[*]}" COMP_CWORD=$cword \
+                   _TOPICS_COMPLETE=complete_bash "$1" 2>/dev/null ) )
+    # a directory (from an argument taking files) is completed further, not ended
+    [[ ${#COMPREPLY[@]} -eq 1 && "${COMPREPLY[0]}" == */ ]] && compopt -o nospace 2>/dev/null
+    # bash replaces only what follows the last `:` of the word
+    if [[ "${words[cword]}" == *:* && "$COMP_WORDBREAKS" == *:* ]]; then
+        prefix="${words[cword]%"${words[cword]##*:}"}"
+        for ((i = 0; i < ${#COMPREPLY[@]}; i++)); do
+            COMPREPLY[i]="${COMPREPLY[i]#"$prefix"}"
+        done
+    fi
     return 0
 }
 
-complete -o default -F _topics_completion topics
+complete -F _topics_completion topics

@@ -2,7 +2,7 @@
 # Do not edit; install with `topics --install-completion` or source this file.
 # Command tree:
 #   topics --api-key --debug --install-completion --no-color --output --profile --quiet --show-completion --template --url --version -o -q -u
-#   topics bench --batch --clients --compare --durability --duration --histogram --limit --procs --records --size --topic-prefix --watchers -c -n -p
+#   topics bench --batch --clients --compare --durability --duration --histogram --limit --procs --records --size --topic-prefix --watchers -n -p
 #   topics config
 #   topics config get --profile -p
 #   topics config list
@@ -26,12 +26,12 @@
 #   topics ls --page-size --prefix
 #   topics mirror --batch --both-ways --checkpoint --dest-key --fail-on-gap --from --gap-marker --give-up-after --metrics-host --metrics-port --node --once --relist --source-key --start --status-every --to --topic -c -t
 #   topics put --batch-size --config --envelope --key --linger --meta --no-create --node --raw --skip-invalid --tag -t
-#   topics rm --if-empty --yes -y
+#   topics rm --if-empty --missing-ok --yes -y
 #   topics router
 #   topics router get
 #   topics router ls --dest --prefix --source
 #   topics router put --allow-cycle --dest --exactly-once --filter-prefix --filter-tag --no-create-dest --no-preserve-node --no-preserve-tag --source
-#   topics router rm --yes -y
+#   topics router rm --missing-ok --yes -y
 #   topics serve --access-log --data-dir --host --log-level --port --port-file -p
 #   topics smoke --junit-xml --only --prefix --skip --timeout
 #   topics status --timeout --wait
@@ -40,13 +40,12 @@
 #   topics tombstone scan --checkpoint --from --until -c -f
 #   topics top --checkpoints --interval --once --prefix --rows --sort --warn-before -i -n
 #   topics watch --checkpoint --count --fail-on-gap --from --heartbeat-ms --idle-timeout --meta --no-data --node --on-gap --until-caught-up -c -f -n
-_topics_completion() {
-    local IFS=$'
-'
-    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
-                   COMP_CWORD=$COMP_CWORD \
-                   _TOPICS_COMPLETE=complete_bash $1 ) )
-    return 0
-}
-
-complete -o default -F _topics_completion topics
+complete --command topics --no-files --arguments \
+    "(env _TOPICS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args \
+      _TYPER_COMPLETE_ARGS=(commandline -cp) topics 2>/dev/null)"
+complete --command topics --long-option checkpoint --require-parameter --force-files
+complete --command topics --long-option compare --require-parameter --force-files
+complete --command topics --long-option data-dir --require-parameter --force-files
+complete --command topics --long-option junit-xml --require-parameter --force-files
+complete --command topics --long-option port-file --require-parameter --force-files
+complete --command topics --short-option c --require-parameter --force-files

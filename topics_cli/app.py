@@ -24,13 +24,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import os
 import sys
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 
-from topics_cli import __version__
+from topics_cli import __version__, completions
 from topics_cli.context import AppContext, check_output
 from topics_cli.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, describe
 from topics_cli.group import TopicsGroup
@@ -100,7 +101,7 @@ _COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "demo": ("demo", None, "The recipes, live, on a private server."),
     "serve": ("serve", None, "Run the bundled reference server."),
     "tombstone": ("tombstone", None, "Gap checks: will a reader hit a gap, is a range complete?"),
-    "gaps": ("tombstone", None, "Alias of `topics tombstone`."),
+    "gaps": ("tombstone", None, "Alias of tombstone; `topics gaps TOPIC` scans TOPIC."),
     "lag": ("lag", None, "Consumer lag and time-to-loss from checkpoints or cursors."),
     "router": ("router", None, "Copy a topic's new records into another topic."),
     "mirror": ("mirror", None, "Copy topics between servers, one way or both, without echoes."),
@@ -130,7 +131,7 @@ def load_command(ctx: Any, name: str) -> Any:
         command = command.get_command(ctx, inner)
     if name in _ALIASES:
         command = copy.copy(command)  # same subcommands, its own help
-        command.help = summary
+        command.help = f"{summary}\n\n{command.help}"
     command.short_help = summary
     return command
 
@@ -190,6 +191,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
+    add_completion=False,  # ours below install the scripts completions/ ships
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -220,11 +222,23 @@ def root(
     ] = None,
     profile: Annotated[
         str | None,
-        typer.Option("--profile", help="Config profile (env TOPICS_PROFILE).", show_default=False),
+        typer.Option(
+            "--profile",
+            help="Config profile (env TOPICS_PROFILE).",
+            show_default=False,
+            autocompletion=completions.profile_names,
+        ),
     ] = None,
     output: Annotated[
         str | None,
-        typer.Option("--output", "-o", help=_OUTPUT_HELP, show_default=False, case_sensitive=False),
+        typer.Option(
+            "--output",
+            "-o",
+            help=_OUTPUT_HELP,
+            show_default=False,
+            case_sensitive=False,
+            autocompletion=completions.output_modes,
+        ),
     ] = None,
     template: Annotated[
         str | None,
@@ -244,6 +258,26 @@ def root(
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    install_completion: Annotated[
+        bool,
+        typer.Option(
+            "--install-completion",
+            callback=completions.install_callback,
+            is_eager=True,
+            expose_value=False,
+            help="Install shell completion for $SHELL (bash, zsh, fish).",
+        ),
+    ] = False,
+    show_completion: Annotated[
+        bool,
+        typer.Option(
+            "--show-completion",
+            callback=completions.show_callback,
+            is_eager=True,
+            expose_value=False,
+            help="Print the completion script for $SHELL.",
+        ),
     ] = False,
 ) -> None:
     ctx.obj = AppContext(
@@ -283,6 +317,8 @@ def process_tuning() -> Iterator[None]:
 
 def main() -> None:
     """The ``topics`` program (console script and ``python -m topics_cli``)."""
+    if "_TOPICS_COMPLETE" in os.environ:  # a shell asking for completions
+        completions.enable()
     try:
         with process_tuning():
             app(prog_name="topics")

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from topics_cli.completions import choices, topic_names
+
 __all__ = [
     "CheckpointOpt",
     "CountOpt",
@@ -22,7 +24,9 @@ __all__ = [
     "on_gap_policy",
 ]
 
-TopicArg = Annotated[str, typer.Argument(help="Topic name.", show_default=False)]
+TopicArg = Annotated[
+    str, typer.Argument(help="Topic name.", show_default=False, autocompletion=topic_names)
+]
 
 FromOpt = Annotated[
     str | None,
@@ -32,6 +36,7 @@ FromOpt = Annotated[
         help="Start: start | end | N (records after seq N) | -N (last N) | @TIME "
         "(ISO-8601 or relative, e.g. @-15m).",
         show_default=False,
+        autocompletion=choices("start", "end"),
     ),
 ]
 UntilOpt = Annotated[
@@ -40,6 +45,7 @@ UntilOpt = Annotated[
         "--until",
         help="Stop: head (head at start) | N (last seq, inclusive) | @TIME.",
         show_default=False,
+        autocompletion=choices("head"),
     ),
 ]
 CheckpointOpt = Annotated[
@@ -71,6 +77,7 @@ OnGapOpt = Annotated[
         help="On a tombstone: warn (report on stderr), fail (report, exit 3), "
         'inline (also a {"$gap": …} line in the stream).',
         case_sensitive=False,
+        autocompletion=choices("warn", "fail", "inline"),
     ),
 ]
 FailOnGapOpt = Annotated[

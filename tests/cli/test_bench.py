@@ -54,7 +54,7 @@ def prefix() -> str:
 
 
 def test_write_single_records(topics: Callable[..., Run], base_url: str, prefix: str) -> None:
-    doc = bench_json(topics, "write", "--records", "40", "-c", "2", "--topic-prefix", prefix)
+    doc = bench_json(topics, "write", "--records", "40", "--clients", "2", "--topic-prefix", prefix)
     (row,) = doc["results"]
     assert row["name"] == "write" and row["params"]["clients"] == 2
     check_row(row, 40)
@@ -65,7 +65,9 @@ def test_write_single_records(topics: Callable[..., Run], base_url: str, prefix:
 
 
 def test_write_batched(topics: Callable[..., Run], prefix: str) -> None:
-    doc = bench_json(topics, "write", "-n", "50", "--batch", "10", "--size", "300", "-c", "2")
+    doc = bench_json(
+        topics, "write", "-n", "50", "--batch", "10", "--size", "300", "--clients", "2"
+    )
     (row,) = doc["results"]
     assert row["name"] == "write batch=10"
     check_row(row, 50)
@@ -74,7 +76,7 @@ def test_write_batched(topics: Callable[..., Run], prefix: str) -> None:
 
 def test_replay_pages_per_limit(topics: Callable[..., Run], base_url: str, prefix: str) -> None:
     doc = bench_json(
-        topics, "replay", "-n", "50", "--limit", "1,7", "-c", "2", "--topic-prefix", prefix
+        topics, "replay", "-n", "50", "--limit", "1,7", "--clients", "2", "--topic-prefix", prefix
     )
     assert [r["name"] for r in doc["results"]] == ["replay limit=1", "replay limit=7"]
     one, seven = doc["results"]
@@ -101,14 +103,25 @@ def test_router_added_latency(topics: Callable[..., Run], base_url: str, prefix:
 
 
 def test_queue_claims_and_acks_every_job(topics: Callable[..., Run]) -> None:
-    doc = bench_json(topics, "queue", "-n", "30", "-c", "2", "--batch", "4")
+    doc = bench_json(topics, "queue", "-n", "30", "--clients", "2", "--batch", "4")
     (row,) = doc["results"]
     check_row(row, 30)
     assert row["ops"] >= math.ceil(30 / 4)
 
 
 def test_all_runs_every_workload(topics: Callable[..., Run], base_url: str, prefix: str) -> None:
-    args = ("-n", "40", "-c", "4", "--limit", "20", "--watchers", "2", "--topic-prefix", prefix)
+    args = (
+        "-n",
+        "40",
+        "--clients",
+        "4",
+        "--limit",
+        "20",
+        "--watchers",
+        "2",
+        "--topic-prefix",
+        prefix,
+    )
     doc = bench_json(topics, "all", *args)
     assert [r["name"] for r in doc["results"]] == [
         "write",
@@ -125,7 +138,7 @@ def test_all_runs_every_workload(topics: Callable[..., Run], base_url: str, pref
 
 
 def test_json_schema(topics: Callable[..., Run]) -> None:
-    doc = bench_json(topics, "write", "-n", "5", "-c", "1")
+    doc = bench_json(topics, "write", "-n", "5", "--clients", "1")
     assert doc["schema"] == "topics-bench/1"
     assert set(doc) >= {"url", "started", "seconds", "options", "generator", "results", "cleanup"}
     assert set(doc["generator"]) == {"cpu_count", "cpu_seconds", "cpu_cores"}
@@ -150,7 +163,7 @@ def test_json_schema(topics: Callable[..., Run]) -> None:
 
 
 def test_procs_two_merges_histograms(topics: Callable[..., Run]) -> None:
-    doc = bench_json(topics, "write", "-n", "40", "-c", "4", "--procs", "2")
+    doc = bench_json(topics, "write", "-n", "40", "--clients", "4", "--procs", "2")
     (row,) = doc["results"]
     assert row["procs"] == 2
     check_row(row, 40)
@@ -158,7 +171,7 @@ def test_procs_two_merges_histograms(topics: Callable[..., Run]) -> None:
 
 
 def test_procs_two_split_the_replayed_range_exactly(topics: Callable[..., Run]) -> None:
-    doc = bench_json(topics, "replay", "-n", "31", "--limit", "4", "-c", "3", "--procs", "2")
+    doc = bench_json(topics, "replay", "-n", "31", "--limit", "4", "--clients", "3", "--procs", "2")
     (row,) = doc["results"]
     assert row["procs"] == 2
     check_row(row, 31)  # every record read once: no range overlaps or is left out
@@ -172,10 +185,10 @@ def test_procs_two_splits_fanout_watchers(topics: Callable[..., Run]) -> None:
 
 
 def test_compare_prints_ratios(topics: Callable[..., Run], tmp_path: Path) -> None:
-    first = topics("bench", "write", "-n", "10", "-c", "2", "-o", "json", timeout=60)
+    first = topics("bench", "write", "-n", "10", "--clients", "2", "-o", "json", timeout=60)
     assert first.code == 0, first.err
     (tmp_path / "before.json").write_text(first.out)
-    doc = bench_json(topics, "write", "-n", "10", "-c", "2", "--compare", "before.json")
+    doc = bench_json(topics, "write", "-n", "10", "--clients", "2", "--compare", "before.json")
     old, new = json.loads(first.out)["results"][0], doc["results"][0]
     ratios = doc["compare"]["ratios"]["write"]
     for key in ("p50", "p99", "max"):
@@ -232,7 +245,9 @@ def test_usage_errors(topics: Callable[..., Run], args: list[str], message: str)
 def test_pretty_on_a_terminal_draws_progress_summary_and_histogram(
     base_url: str, tmp_path: Path
 ) -> None:
-    code, text = run_in_pty(["bench", "write", "-n", "30", "-c", "2"], cli_env(base_url, tmp_path))
+    code, text = run_in_pty(
+        ["bench", "write", "-n", "30", "--clients", "2"], cli_env(base_url, tmp_path)
+    )
     assert code == 0, text
     assert "[1/1] write" in text and "░" in text  # the progress bar
     assert "p50" in text and "records/s" in text and "gen CPU" in text
@@ -296,7 +311,7 @@ def _interrupt(
 
 
 def test_ctrl_c_deletes_what_the_run_created(base_url: str, tmp_path: Path, prefix: str) -> None:
-    code, err = _interrupt(base_url, tmp_path, prefix, "write", "-n", "10000000", "-c", "2")
+    code, err = _interrupt(base_url, tmp_path, prefix, "write", "-n", "10000000", "--clients", "2")
     assert code == 130
     assert "interrupted" in err and "Traceback" not in err
     assert names_under(base_url, prefix) == []
@@ -306,7 +321,7 @@ def test_ctrl_c_deletes_what_the_run_created(base_url: str, tmp_path: Path, pref
     ("args", "generators"),
     [
         pytest.param(("router", "-n", "10000000"), 0, id="router"),
-        pytest.param(("write", "-n", "10000000", "-c", "2", "--procs", "2"), 2, id="procs"),
+        pytest.param(("write", "-n", "10000000", "--clients", "2", "--procs", "2"), 2, id="procs"),
     ],
 )
 def test_ctrl_c_deletes_routers_and_stops_generators(

@@ -313,6 +313,21 @@ def test_tombstone_scan(topics: Topics, topic: str) -> None:
     assert topics("gaps", "scan", gappy, "--from", "15").code == 0
 
 
+def test_gaps_topic_is_a_scan(topics: Topics, topic: str) -> None:
+    topics("put", topic, "1", "2")
+    for group in ("gaps", "tombstone"):
+        r = topics(group, topic, "-o", "json")
+        assert r.code == 0, r.err
+        assert json.loads(r.out)["complete"] is True and json.loads(r.out)["records"] == 2
+    gappy = topic + "-g"
+    _overrun(topics, gappy)
+    r = topics("gaps", gappy, "-o", "json")
+    assert r.code == 3 and json.loads(r.out)["gaps"][0]["gap_to"] == 15
+    assert topics("gaps", gappy, "--from", "15").code == 0
+    r = topics("gaps", "no-such-" + topic)
+    assert r.code == 4 and "No such command" not in r.err
+
+
 def test_delete_records(topics: Topics, topic: str) -> None:
     topics("put", topic, "1", "--tag", "cart:1")
     topics("put", topic, "2", "--tag", "cart:2")
@@ -374,7 +389,59 @@ def test_topic_lifecycle(topics: Topics, topic: str) -> None:
     assert topics("ls", "--prefix", topic, "-o", "data").out.split() == names
     assert topics("rm", topic, "--yes").jsonl()[0]["deleted"] is True
     assert topics("info", topic).code == 4
-    assert topics("rm", topic, "--yes").jsonl()[0]["deleted"] is False
+    assert topics("rm", topic, "--yes", "--missing-ok").jsonl()[0]["deleted"] is False
+
+
+def test_rm_of_a_missing_topic_or_router_exits_4_unless_missing_ok(
+    topics: Topics, topic: str
+) -> None:
+    for args in (["rm", "no-such-" + topic, "--yes"], ["router", "rm", "no-such-" + topic, "-y"]):
+        r = topics(*args)
+        assert r.code == 4, (args, r)
+        assert r.err.startswith("topics: error: no such ") and "Traceback" not in r.err
+        assert r.err.splitlines()[0].endswith("(nothing deleted)") and r.out == ""
+        ok = topics(*args, "--missing-ok")
+        assert ok.code == 0, ok.err
+        assert ok.jsonl()[0]["deleted"] is False and ok.err == ""
+        assert "already absent" in topics(*args, "--missing-ok", "-o", "pretty").out
+
+
+def test_pretty_output_never_shows_an_inverted_seq_range(topics: Topics, topic: str) -> None:
+    empty = topic + "-new"
+    assert topics("create", empty).code == 0
+    info = topics("info", empty, "-o", "pretty")
+    assert "empty (next seq 1)" in info.out and "1..0" not in info.out, info.out
+    # a drained queue: earliest_seq 11, head_seq 10
+    q = topic + "-q"
+    assert topics("create", q, "--type", "queue").code == 0
+    topics("put", q, input="".join(f"{i}\n" for i in range(10)))
+    jobs = topics("lease", "claim", q, "--node", "w", "--max", "10", "-o", "jsonl").jsonl()
+    seqs = [str(j["$seq"]) for j in jobs]
+    assert topics("lease", "ack", q, "--node", "w", *seqs).code == 0
+    state = json.loads(topics("info", q, "-o", "json").out)
+    assert (state["earliest_seq"], state["head_seq"]) == (11, 10)
+    info = topics("info", q, "-o", "pretty")
+    assert "empty (next seq 11)" in info.out and "11..10" not in info.out, info.out
+    ls = topics("ls", "--prefix", topic, "-o", "pretty")
+    assert "11..10" not in ls.out and "1..0" not in ls.out and "empty (next seq 11)" in ls.out
+    check = topics("tombstone", "check", q, "--from", "end", "--sample", "0", "-o", "pretty")
+    assert "11..10" not in check.out and "empty (next seq 11)" in check.out, check.out
+    log = topic + "-log"
+    topics("put", log, "1", "2", "3")
+    deleted = topics("delete", log, "--before-seq", "4", "--yes", "-o", "pretty")
+    assert "4..3" not in deleted.out and "empty (next seq 4)" in deleted.out, deleted.out
+
+
+def test_router_put_warns_about_a_name_cut_at_a_redirect(topics: Topics, topic: str) -> None:
+    src, dst = topic + "-src", topic + "-dst"
+    # what bash passes for `topics router put SRC->DST …` unquoted: the name ends at '-'
+    r = topics("router", "put", f"{src}-", "--source", src, "--dest", dst)
+    assert r.code == 0, r.err
+    assert r.err.startswith("topics: warning: ") and f"'{src}->{dst}'" in r.err, r.err
+    assert len(r.err.splitlines()) == 1
+    for name in (f"{src}->{dst}", f"{src}-to-{dst}-"):
+        r = topics("router", "put", name, "--source", src, "--dest", dst)
+        assert r.code == 0 and r.err == "", r.err
 
 
 def test_status_and_wait(topics: Topics) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from topics_client import TopicConfig, TopicState
 
-__all__ = ["ago", "config_dict", "state_dict"]
+__all__ = ["ago", "config_dict", "seq_range", "state_dict"]
 
 
 def config_dict(config: TopicConfig) -> dict[str, Any]:
@@ -50,3 +50,11 @@ def ago(ts_ms: int | None) -> str:
 
     delta = max(0, time.time() * 1000 - ts_ms)
     return f"{format_duration(delta)} ago"
+
+
+def seq_range(earliest: int, head: int, prefix: str = "") -> str:
+    """``PREFIX3..10``, or ``empty (next seq 11)`` when nothing is retained: a drained queue
+    or a new topic has ``earliest_seq = head_seq + 1``, never shown as an inverted range."""
+    if earliest > head:
+        return f"empty (next seq {head + 1})"
+    return f"{prefix}{earliest}..{head}"

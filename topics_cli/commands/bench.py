@@ -136,7 +136,7 @@ def bench(
     ] = None,
     size: Annotated[int, typer.Option("--size", min=2, help="Payload bytes per record.")] = 100,
     clients: Annotated[
-        int, typer.Option("--clients", "-c", min=1, help="Concurrent writers, readers or workers.")
+        int, typer.Option("--clients", min=1, help="Concurrent writers, readers or workers.")
     ] = 16,
     batch: Annotated[
         int | None,

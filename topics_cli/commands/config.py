@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from topics_cli.completions import profile_keys, profile_names
 from topics_cli.config import PROFILE_KEYS, ConfigFile
 from topics_cli.context import get_app
 from topics_cli.group import typer_app
@@ -32,6 +33,7 @@ ProfileOpt = Annotated[
         "-p",
         help="Profile (default: the current one, else 'default').",
         show_default=False,
+        autocompletion=profile_names,
     ),
 ]
 
@@ -54,7 +56,12 @@ def _mask(key: str, value: Any) -> Any:
 @app.command("set")
 def set_(
     ctx: typer.Context,
-    key: Annotated[str, typer.Argument(help="url | api_key | output | template | no_color.")],
+    key: Annotated[
+        str,
+        typer.Argument(
+            help="url | api_key | output | template | no_color.", autocompletion=profile_keys
+        ),
+    ],
     value: Annotated[str, typer.Argument(help="The value ('' removes the key).")],
     profile: ProfileOpt = None,
 ) -> None:
@@ -82,7 +89,7 @@ def set_(
 @app.command("get")
 def get(
     ctx: typer.Context,
-    key: Annotated[str, typer.Argument(help="The key to print.")],
+    key: Annotated[str, typer.Argument(help="The key to print.", autocompletion=profile_keys)],
     profile: ProfileOpt = None,
 ) -> None:
     """Print KEY of a profile (exit 4 when unset)."""
@@ -122,7 +129,10 @@ def list_(ctx: typer.Context) -> None:
 
 
 @app.command("use")
-def use(ctx: typer.Context, profile: Annotated[str, typer.Argument(help="Profile name.")]) -> None:
+def use(
+    ctx: typer.Context,
+    profile: Annotated[str, typer.Argument(help="Profile name.", autocompletion=profile_names)],
+) -> None:
     """Make PROFILE the current one."""
     cfg = ConfigFile.load()
     if profile not in cfg.profiles:

@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 
+from topics_cli.completions import choices
 from topics_cli.context import get_app
 from topics_cli.errors import EXIT_API, EXIT_GAP, CliError
 from topics_cli.group import typer_app
@@ -264,7 +265,10 @@ def demo(
     step: Annotated[
         list[str] | None,
         typer.Option(
-            "--step", help=f"Run only these steps: {', '.join(STEPS)}.", show_default=False
+            "--step",
+            help=f"Run only these steps: {', '.join(STEPS)}.",
+            show_default=False,
+            autocompletion=choices(*STEPS),
         ),
     ] = None,
 ) -> None:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from topics_cli.completions import choices, paths
 from topics_cli.context import get_app
 from topics_cli.errors import EXIT_GAP, EXIT_INTERRUPTED, EXIT_NOT_FOUND
 from topics_cli.group import typer_app
@@ -51,6 +52,7 @@ def lag(
         typer.Argument(
             help="Checkpoint files, globs of them (quote them), or TOPIC=SEQ / CONSUMER/TOPIC=SEQ.",
             show_default=False,
+            autocompletion=paths,
         ),
     ],
     warn_before: Annotated[
@@ -82,6 +84,7 @@ def lag(
             "terminal, else jsonl).",
             show_default=False,
             case_sensitive=False,
+            autocompletion=choices("pretty", "json", "jsonl", "prom"),
         ),
     ] = None,
 ) -> None:

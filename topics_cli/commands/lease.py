@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from topics_cli.completions import topic_names
 from topics_cli.context import get_app
 from topics_cli.errors import EXIT_API, EXIT_CODES_HELP, CliError
 from topics_cli.group import typer_app
@@ -42,7 +43,12 @@ Examples:
 """,
 )
 
-QueueArg = Annotated[str, typer.Argument(help="Queue (a topic of type queue).", show_default=False)]
+QueueArg = Annotated[
+    str,
+    typer.Argument(
+        help="Queue (a topic of type queue).", show_default=False, autocompletion=topic_names
+    ),
+]
 NodeOpt = Annotated[
     str,
     typer.Option(
@@ -215,6 +221,7 @@ def _settled(ctx: typer.Context, value: dict[str, Any], verb: str, extra: str = 
 
 
 _SETTLE_EXAMPLES = """
+
 \b
 Examples:
   topics lease {verb} jobs --node w1 31 32{flag}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -82,7 +83,7 @@ def mirror(
         bool, typer.Option("--both-ways", help="Also copy from the second server to the first.")
     ] = False,
     checkpoint: Annotated[
-        str | None,
+        Path | None,
         typer.Option(
             "--checkpoint",
             "-c",
@@ -207,7 +208,7 @@ def mirror(
         raise typer.BadParameter("source and destination are the same topics on one server")
     options = MirrorOptions(
         patterns=tuple(topic or ()),
-        checkpoint=checkpoint,
+        checkpoint=None if checkpoint is None else str(checkpoint),
         start=start,
         once=once,
         fail_on_gap=fail_on_gap,

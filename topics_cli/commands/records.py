@@ -83,9 +83,12 @@ def delete(
     }
 
     def pretty(console: Any) -> None:
+        from topics_cli.commands._render import seq_range
+
+        span = seq_range(result.earliest_seq, result.head_seq, "seqs ")
         console.print(
             f"deleted {result.deleted:,} records from [bold]{topic}[/] "
-            f"(now {result.count:,} live, seqs {result.earliest_seq}..{result.head_seq})"
+            f"(now {result.count:,} live, {span})"
         )
 
     app.sink.result(value, pretty)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from topics_cli.completions import router_names, topic_names
 from topics_cli.context import get_app
 from topics_cli.group import typer_app
 from topics_cli.options import YesOpt
@@ -14,19 +15,40 @@ from topics_cli.options import YesOpt
 app = typer_app(
     help="""Routers: copy every new record of a source topic into a dest topic.
 
+Quote a name holding '>' (as in the examples): unquoted, the shell takes `>audit` as a
+redirect, names the router 'orders-' and writes the reply into a file ./audit.
+
 \b
 Examples:
-  topics router put orders->audit --source orders --dest audit
-  topics router put a->b --source a --dest b --allow-cycle      # two-node mirror,
-  topics router put b->a --source b --dest a --allow-cycle      # echo-free with --node
+  topics router put 'orders->audit' --source orders --dest audit
+  topics router put 'a->b' --source a --dest b --allow-cycle    # two-node mirror,
+  topics router put 'b->a' --source b --dest a --allow-cycle    # echo-free with --node
   topics router ls
-  topics router rm orders->audit --yes
+  topics router get 'orders->audit'
+  topics router rm 'orders->audit' --yes
 """,
 )
 
 RouterArg = Annotated[
-    str, typer.Argument(help="Router name, e.g. orders->audit.", show_default=False)
+    str,
+    typer.Argument(
+        help="Router name, e.g. 'orders->audit' (quoted).",
+        show_default=False,
+        autocompletion=router_names,
+    ),
 ]
+
+
+def stray_redirect_warning(name: str, source: str, dest: str) -> str | None:
+    """The warning for a name that looks cut by the shell at ``>`` (``orders->audit``
+    unquoted arrives as ``orders-``): it ends in ``-`` and does not name the dest."""
+    if not name.endswith("-") or dest in name:
+        return None
+    guess = f"{name}>{dest}"
+    return (
+        f"router name {name!r} ends in '-': was it {guess!r} cut by the shell at '>' "
+        f"(the reply then went to a file ./{dest})? Quote the name: '{guess}'"
+    )
 
 
 def _router_dict(r: Any) -> dict[str, Any]:
@@ -51,8 +73,18 @@ def _router_dict(r: Any) -> dict[str, Any]:
 def put(
     ctx: typer.Context,
     name: RouterArg,
-    source: Annotated[str, typer.Option("--source", help="Source topic.", show_default=False)],
-    dest: Annotated[str, typer.Option("--dest", help="Destination topic.", show_default=False)],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source", help="Source topic.", show_default=False, autocompletion=topic_names
+        ),
+    ],
+    dest: Annotated[
+        str,
+        typer.Option(
+            "--dest", help="Destination topic.", show_default=False, autocompletion=topic_names
+        ),
+    ],
     filter_tag: Annotated[
         str | None, typer.Option("--filter-tag", help="Forward only this tag.", show_default=False)
     ] = None,
@@ -87,6 +119,9 @@ def put(
     elif filter_prefix is not None:
         flt = ("tag", "Glob", filter_prefix + "*")
     ap = get_app(ctx)
+    warning = stray_redirect_warning(name, source, dest)
+    if warning is not None:
+        ap.sink.warn(warning)
     r = ap.client().routers.put(
         name,
         source=source,
@@ -137,8 +172,14 @@ def _table(console: Any, rows: list[dict[str, Any]]) -> None:
 def ls(
     ctx: typer.Context,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Router name prefix.")] = None,
-    source: Annotated[str | None, typer.Option("--source", help="Only from this topic.")] = None,
-    dest: Annotated[str | None, typer.Option("--dest", help="Only into this topic.")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Only from this topic.", autocompletion=topic_names),
+    ] = None,
+    dest: Annotated[
+        str | None,
+        typer.Option("--dest", help="Only into this topic.", autocompletion=topic_names),
+    ] = None,
 ) -> None:
     """List routers with forwarded_total and the destination's lag behind its source.
 
@@ -201,18 +242,34 @@ def _dest_lag(client: Any, dest: str, src_head: int | None) -> int | None:
 
 
 @app.command("rm")
-def rm(ctx: typer.Context, name: RouterArg, yes: YesOpt = False) -> None:
-    """Delete a router; records already copied stay."""
+def rm(
+    ctx: typer.Context,
+    name: RouterArg,
+    yes: YesOpt = False,
+    missing_ok: Annotated[
+        bool, typer.Option("--missing-ok", help="A router that does not exist is not an error.")
+    ] = False,
+) -> None:
+    """Delete a router; records already copied stay. A router that does not exist is an
+    error (exit 4) unless --missing-ok."""
     ap = get_app(ctx)
     if not yes and sys.stdin.isatty() and sys.stderr.isatty():
         typer.confirm(f"Delete router {name!r}?", abort=True, err=True)
     result = ap.client().routers.delete(name)
+    if not result.deleted and not missing_ok:
+        from topics_cli.errors import EXIT_NOT_FOUND, CliError
+
+        raise CliError(
+            f"no such router {name!r} (nothing deleted)",
+            code=EXIT_NOT_FOUND,
+            hint="list routers with: topics router ls; --missing-ok accepts an absent router",
+        )
     value = {"router": result.router, "deleted": result.deleted}
 
     def pretty(console: Any) -> None:
         if result.deleted:
             console.print(f"deleted router [bold]{name}[/]")
         else:
-            console.print(f"[dim]{name}: no such router (nothing deleted)[/]")
+            console.print(f"[dim]{name}: already absent (nothing deleted)[/]")
 
     ap.sink.result(value, pretty)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from topics_cli.completions import choices
 from topics_cli.group import typer_app
 
 HELP = """Run the bundled reference server (the whole /v0 contract, no external services).
@@ -24,7 +25,7 @@ Examples:
 \b
   topics serve                            # http://127.0.0.1:4000, data in ./topics-data
   topics serve --port 0 --port-file port  # OS-assigned port, written to ./port
-  TOPICS_MAX_BATCH_RECORDS=500 topics serve --data-dir /var/lib/topics
+  TOPICS_MAX_BATCH_RECORDS=500 topics serve --data-dir ~/topics-data
 """
 
 
@@ -48,7 +49,12 @@ def serve(
         typer.Option("--port-file", help="Write the bound host:port here (env TOPICS_PORT_FILE)."),
     ] = None,
     log_level: Annotated[
-        str, typer.Option("--log-level", help="uvicorn log level (debug, info, warning).")
+        str,
+        typer.Option(
+            "--log-level",
+            help="uvicorn log level (debug, info, warning).",
+            autocompletion=choices("debug", "info", "warning"),
+        ),
     ] = "warning",
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
 ) -> None:

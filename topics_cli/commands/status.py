@@ -20,7 +20,7 @@ connection refusals and 503 not_ready; exit 0 once ready, 6 if it never answered
 \b
 Examples:
   topics status
-  topics status --wait --timeout 30s && run-tests
+  topics status --wait --timeout 30s && topics ls     # block until ready, then go
   topics status -o json | jq .metrics.records_live
 """
 

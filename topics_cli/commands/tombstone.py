@@ -1,5 +1,5 @@
-"""``topics tombstone check | scan`` (alias ``topics gaps``): gap detection without
-consuming anything."""
+"""``topics tombstone check | scan`` (alias ``topics gaps``; ``topics gaps TOPIC`` scans):
+gap detection without consuming anything."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from topics_cli.completions import choices
 from topics_cli.context import get_app
 from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, EXIT_INTERRUPTED
-from topics_cli.group import typer_app
+from topics_cli.group import TopicsGroup, typer_app
 from topics_cli.options import TopicArg, UntilOpt
 
 if TYPE_CHECKING:
@@ -21,12 +22,30 @@ if TYPE_CHECKING:
     from topics_cli.positions import FromPos
     from topics_client import Client, TopicState
 
+
+class _ScanByDefault(TopicsGroup):
+    """``topics gaps TOPIC [OPTIONS]`` (and ``topics tombstone TOPIC``) is ``… scan TOPIC``:
+    a first argument that is not a subcommand's name is the topic of a scan."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["scan", *args]
+        parsed: list[str] = super().parse_args(ctx, args)
+        return parsed
+
+
 app = typer_app(
+    cls=_ScanByDefault,
+    subcommand_metavar="TOPIC | COMMAND [ARGS]...",
     help="""Gap detection without consuming: would a reader at a cursor hit a gap, how long
 until it does, and is a seq range complete?
 
+`topics gaps TOPIC` (or `topics tombstone TOPIC`) is `topics gaps scan TOPIC`; the
+options of scan follow the topic. (A topic named check or scan: `topics gaps scan check`.)
+
 \b
 Examples:
+  topics gaps orders                                # = topics gaps scan orders
   topics tombstone check orders --from 41
   topics tombstone check orders --checkpoint billing.cp --warn-before 30m
   topics tombstone scan orders --from 0 -o json     # CI completeness proof
@@ -42,6 +61,7 @@ FromsOpt = Annotated[
         "-f",
         help="A reader's cursor (N, -N, end, start, @TIME); repeatable.",
         show_default=False,
+        autocompletion=choices("start", "end"),
     ),
 ]
 CheckpointsOpt = Annotated[
@@ -192,13 +212,12 @@ def _cursor_report(
 def _pretty_check(
     console: Any, topic: str, state: TopicState, rate: float | None, reports: list[dict[str, Any]]
 ) -> None:
+    from topics_cli.commands._render import seq_range
     from topics_cli.positions import format_duration
 
     rate_text = "not sampled" if rate is None else f"{rate:,.1f} rec/s"
-    console.print(
-        f"[bold]{topic}[/]: retained seqs {state.earliest_seq}..{state.head_seq}, "
-        f"writing at {rate_text}"
-    )
+    retained = seq_range(state.earliest_seq, state.head_seq, "retained seqs ")
+    console.print(f"[bold]{topic}[/]: {retained}, writing at {rate_text}")
     for r in reports:
         head = f"  cursor {r['cursor']} ({r['source']}): "
         if r["gap"]:
@@ -227,7 +246,13 @@ def _pretty_check(
 
 
 ScanFromOpt = Annotated[
-    str, typer.Option("--from", "-f", help="Start cursor (N, start, -N, @TIME).")
+    str,
+    typer.Option(
+        "--from",
+        "-f",
+        help="Start cursor (N, start, -N, @TIME).",
+        autocompletion=choices("start"),
+    ),
 ]
 ScanCheckpointOpt = Annotated[
     Path | None,

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from topics_cli.completions import choices
 from topics_cli.context import get_app
 from topics_cli.errors import EXIT_CODES_HELP, CliError
 from topics_cli.group import typer_app
@@ -557,7 +558,13 @@ def top(
         str, typer.Option("--interval", "-i", help="Time between refreshes (e.g. 1s, 500ms).")
     ] = "1s",
     sort: Annotated[
-        str, typer.Option("--sort", help="rate | head | name | fill.", case_sensitive=False)
+        str,
+        typer.Option(
+            "--sort",
+            help="rate | head | name | fill.",
+            case_sensitive=False,
+            autocompletion=choices("rate", "head", "name", "fill"),
+        ),
     ] = "rate",
     prefix: Annotated[
         str, typer.Option("--prefix", help="Only topics whose name starts with this.")

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from topics_cli.completions import choices, topic_names
 from topics_cli.context import get_app
 from topics_cli.group import typer_app
 from topics_cli.options import TopicArg, YesOpt
@@ -40,34 +41,46 @@ Examples:
 
 HELP_RM = """Delete TOPIC with all its records and the routers that touch it (irreversible).
 
-Asks first on a terminal unless --yes.
+Asks first on a terminal unless --yes. A TOPIC that does not exist is an error (exit 4),
+as everywhere; --missing-ok makes it a no-op (exit 0) for idempotent clean-up scripts.
 
 \b
 Examples:
   topics rm scratch --yes
   topics rm scratch --if-empty
+  topics rm scratch --yes --missing-ok      # exit 0 whether or not it exists
 """
 
 
 app = typer_app()
 
 
-def _opt(*names: str, help: str) -> Any:
-    return typer.Option(*names, help=help, show_default=False)
+def _opt(*names: str, help: str, complete: Any = None) -> Any:
+    return typer.Option(*names, help=help, show_default=False, autocompletion=complete)
 
 
 # One flag per field of topics_client.TOPIC_CONFIG_FIELDS (Python name = field name, but
 # ``type_``), plus --ttl; a test holds the two lists equal.
-TypeOpt = Annotated[str | None, _opt("--type", help="log | queue (immutable).")]
+TypeOpt = Annotated[
+    str | None, _opt("--type", help="log | queue (immutable).", complete=choices("log", "queue"))
+]
 CapRecordsOpt = Annotated[int | None, _opt("--cap-records", help="Keep at most N records.")]
 CapBytesOpt = Annotated[int | None, _opt("--cap-bytes", help="Keep at most N bytes.")]
 TtlMsOpt = Annotated[int | None, _opt("--ttl-ms", help="Expire records after N ms.")]
 TtlOpt = Annotated[str | None, _opt("--ttl", help="Expire records after a duration (15m).")]
 DurabilityOpt = Annotated[
-    str | None, _opt("--durability", help="ephemeral | memory | disk | fsync.")
+    str | None,
+    _opt(
+        "--durability",
+        help="ephemeral | memory | disk | fsync.",
+        complete=choices("ephemeral", "memory", "disk", "fsync"),
+    ),
 ]
 DurableOpt = Annotated[bool | None, _opt("--durable/--no-durable", help="fsync alias.")]
-DiscardOpt = Annotated[str | None, _opt("--discard", help="old | reject (when full).")]
+DiscardOpt = Annotated[
+    str | None,
+    _opt("--discard", help="old | reject (when full).", complete=choices("old", "reject")),
+]
 PriorityOpt = Annotated[int | None, _opt("--priority", help="Fixed priority -1000..1000.")]
 AutoPriorityOpt = Annotated[
     bool | None, _opt("--auto-priority/--no-auto-priority", help="Idle-based priority.")
@@ -86,7 +99,9 @@ ClaimJitterOpt = Annotated[int | None, _opt("--claim-jitter-ms", help="Queue jit
 MaxDeliveriesOpt = Annotated[
     int | None, _opt("--max-deliveries", help="Dead-letter after N deliveries.")
 ]
-DeadLetterOpt = Annotated[str | None, _opt("--dead-letter", help="Dead-letter topic.")]
+DeadLetterOpt = Annotated[
+    str | None, _opt("--dead-letter", help="Dead-letter topic.", complete=topic_names)
+]
 LeasesDurableOpt = Annotated[
     bool | None, _opt("--leases-durable/--no-leases-durable", help="Persist leases.")
 ]
@@ -177,11 +192,14 @@ def info(ctx: typer.Context, topic: TopicArg) -> None:
     def pretty(console: Any) -> None:
         from rich.table import Table
 
-        from topics_cli.commands._render import ago
+        from topics_cli.commands._render import ago, seq_range
 
         table = Table(show_header=False, box=None, padding=(0, 2))
         table.add_row("[bold]topic[/]", f"[bold]{state.topic}[/] ({state.type})")
-        table.add_row("seqs", f"{state.earliest_seq}..{state.head_seq} (next {state.next_seq})")
+        span = seq_range(state.earliest_seq, state.head_seq)
+        if state.earliest_seq <= state.head_seq:
+            span += f" (next {state.next_seq})"
+        table.add_row("seqs", span)
         table.add_row("records", f"{state.count:,} live, {state.bytes:,} bytes")
         table.add_row("last write", ago(state.last_write_ts))
         table.add_row("last read", ago(state.last_read_ts))
@@ -210,7 +228,7 @@ def ls(
     ] = 100,
 ) -> None:
     app = get_app(ctx)
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "topic": t.topic,
             "head_seq": t.head_seq,
@@ -226,13 +244,15 @@ def ls(
     def pretty(console: Any) -> None:
         from rich.table import Table
 
+        from topics_cli.commands._render import seq_range
+
         table = Table(box=None, padding=(0, 2))
         for col in ("topic", "seqs", "records", "bytes", "durable"):
             table.add_column(col, justify="left" if col == "topic" else "right")
         for t in items:
             table.add_row(
                 str(t["topic"]),
-                f"{t['earliest_seq']}..{t['head_seq']}",
+                seq_range(t["earliest_seq"], t["head_seq"]),
                 f"{t['count']:,}",
                 f"{t['bytes']:,}",
                 "yes" if t["durable"] else "",
@@ -253,6 +273,9 @@ def rm(
     if_empty: Annotated[
         bool, typer.Option("--if-empty", help="Refuse (exit 1) if it still holds records.")
     ] = False,
+    missing_ok: Annotated[
+        bool, typer.Option("--missing-ok", help="A TOPIC that does not exist is not an error.")
+    ] = False,
 ) -> None:
     import sys
 
@@ -260,6 +283,14 @@ def rm(
     if not yes and sys.stdin.isatty() and sys.stderr.isatty():
         typer.confirm(f"Delete topic {topic!r}, its records and its routers?", abort=True, err=True)
     result = app.client().topics.delete(topic, if_empty=if_empty)
+    if not result.deleted and not missing_ok:
+        from topics_cli.errors import EXIT_NOT_FOUND, CliError
+
+        raise CliError(
+            f"no such topic {topic!r} (nothing deleted)",
+            code=EXIT_NOT_FOUND,
+            hint="list topics with: topics ls; --missing-ok accepts an absent topic",
+        )
     value = {
         "topic": result.topic,
         "deleted": result.deleted,
@@ -268,7 +299,7 @@ def rm(
 
     def pretty(console: Any) -> None:
         if not result.deleted:
-            console.print(f"[dim]{topic}: no such topic (nothing deleted)[/]")
+            console.print(f"[dim]{topic}: already absent (nothing deleted)[/]")
             return
         extra = (
             f" and routers {', '.join(result.routers_removed)}" if result.routers_removed else ""

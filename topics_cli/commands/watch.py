@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from topics_cli.completions import topic_names
 from topics_cli.context import get_app
 from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, CliError
 from topics_cli.group import typer_app
@@ -240,7 +241,12 @@ app = typer_app()
 def watch(
     ctx: typer.Context,
     topics: Annotated[
-        list[str], typer.Argument(help="TOPIC or TOPIC@SEQ (start after SEQ).", show_default=False)
+        list[str],
+        typer.Argument(
+            help="TOPIC or TOPIC@SEQ (start after SEQ).",
+            show_default=False,
+            autocompletion=topic_names,
+        ),
     ],
     from_: FromOpt = None,
     checkpoint: CheckpointOpt = None,
