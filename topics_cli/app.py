@@ -11,6 +11,7 @@ Exit codes (also in ``topics --help``)::
     6    cannot connect
     7    a checkpoint could not be saved mid-run (records written so far stay written)
     130  interrupted (Ctrl-C; checkpoints are saved first)
+    143  terminated (SIGTERM, handled like Ctrl-C)
 
 Importing this module loads Typer only. Each command's module is imported, and its Click
 command built, when that command is looked up (run, ``--help``, completion): a ``topics put``
@@ -25,6 +26,7 @@ import contextlib
 import copy
 import functools
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -33,7 +35,14 @@ import typer
 
 from topics_cli import __version__, completions
 from topics_cli.context import AppContext, check_output
-from topics_cli.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, describe
+from topics_cli.errors import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Terminated,
+    describe,
+    on_sigterm,
+)
 from topics_cli.group import TopicsGroup
 
 __all__ = ["app", "main"]
@@ -72,6 +81,8 @@ def _report(exc: BaseException, ctx: Any) -> None:
         traceback.print_exception(exc)
     if failure.exit_code == EXIT_INTERRUPTED:
         sys.stderr.write("\ntopics: interrupted\n")
+    elif failure.exit_code == EXIT_TERMINATED:
+        sys.stderr.write("topics: terminated\n")
     elif failure.exit_code != 0:
         sys.stderr.write(f"topics: error: {failure.message}\n")
         if failure.hint:
@@ -319,9 +330,13 @@ def main() -> None:
     """The ``topics`` program (console script and ``python -m topics_cli``)."""
     if "_TOPICS_COMPLETE" in os.environ:  # a shell asking for completions
         completions.enable()
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         with process_tuning():
             app(prog_name="topics")
+    except Terminated:
+        sys.stderr.write("topics: terminated\n")
+        raise SystemExit(EXIT_TERMINATED) from None
     except KeyboardInterrupt:  # outside any command (e.g. while parsing)
         sys.stderr.write("\ntopics: interrupted\n")
         raise SystemExit(EXIT_INTERRUPTED) from None

@@ -12,6 +12,7 @@ Exit codes::
     7    a checkpoint could not be saved mid-run (disk full, directory gone): the records
          written so far stay written, the file keeps its last good cursors
     130  interrupted (Ctrl-C; any checkpoint is saved first)
+    143  terminated (SIGTERM; handled like Ctrl-C)
 
 Client exceptions are imported lazily inside :func:`describe`, so a command that never
 talks to a server never loads the client.
@@ -31,10 +32,14 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
     "CliError",
     "Failure",
+    "Terminated",
     "describe",
+    "interrupted",
+    "on_sigterm",
 ]
 
 EXIT_OK = 0
@@ -46,11 +51,37 @@ EXIT_AUTH = 5
 EXIT_CONNECT = 6
 EXIT_CHECKPOINT = 7
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 API/server error, 2 usage, 3 gap found, 4 not found, "
-    "5 auth (401/403), 6 cannot connect, 7 checkpoint not saved, 130 interrupted."
+    "5 auth (401/403), 6 cannot connect, 7 checkpoint not saved, 130 interrupted, "
+    "143 terminated (SIGTERM)."
 )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (checkpoints saved, temp files removed), exit 143.
+
+    A ``KeyboardInterrupt`` so every path that already cleans up after Ctrl-C covers it;
+    commands that own their shutdown (``serve``, ``lease run``, ``mirror``) install their
+    own SIGTERM handler over this one."""
+
+
+_sigterm_received = False
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    """The CLI's SIGTERM handler (``kill``, a supervisor, a CI timeout): stop like Ctrl-C."""
+    global _sigterm_received
+    _sigterm_received = True
+    raise Terminated()
+
+
+def interrupted() -> KeyboardInterrupt:
+    """What a loop that caught the interrupt (and saved its checkpoint) raises again:
+    :class:`Terminated` after a SIGTERM, else ``KeyboardInterrupt``."""
+    return Terminated() if _sigterm_received else KeyboardInterrupt()
 
 
 class CliError(Exception):
@@ -77,6 +108,8 @@ def describe(exc: BaseException, base_url: str | None = None) -> Failure | None:
     """The one-line failure for ``exc``, or ``None`` when it is not ours to explain."""
     if isinstance(exc, CliError):
         return Failure(exc.message, exc.exit_code, exc.hint)
+    if isinstance(exc, Terminated):
+        return Failure("terminated", EXIT_TERMINATED)
     if isinstance(exc, KeyboardInterrupt):
         return Failure("interrupted", EXIT_INTERRUPTED)
     import topics_client as tc  # cheap: only the exception tree loads eagerly

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -219,3 +220,40 @@ def test_url_with_v0_works_from_flag_env_and_profile(
     assert topics("config", "set", "url", url, "--profile", "pasted").code == 0
     run = topics("--profile", "pasted", "ls", "-o", "jsonl", env={"TOPICS_URL": ""})
     assert topic in names(run)
+
+
+@pytest.mark.parametrize("command", ["diff", "watch"])
+def test_sigterm_stops_like_ctrl_c_saving_the_checkpoint(
+    topic: str, base_url: str, tmp_path: Path, command: str
+) -> None:
+    """``kill`` (a supervisor, a CI timeout) is not a crash: the checkpoint holds what was
+    printed, no temporary file is left beside it, exit 143 with one line."""
+    _fill(base_url, topic, 3)
+    path = tmp_path / "x.cp"
+    args = ["diff", topic, "--follow"] if command == "diff" else ["watch", topic, "--from", "start"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "topics_cli", *args, "-c", str(path), "-o", "jsonl"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(base_url, tmp_path),
+        cwd=tmp_path,
+    )
+    try:
+        _wait_for(
+            lambda: path.exists() and json.loads(path.read_text()) == {topic: 3},
+            "the first three records delivered and saved",
+        )
+        _fill(base_url, topic, 2, start=4)
+        _wait_for(lambda: json.loads(path.read_text()) == {topic: 5}, "the next two saved as well")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 143, err
+    assert err.decode().splitlines()[-1] == "topics: terminated"
+    assert b"Traceback" not in err
+    assert [json.loads(line)["data"]["i"] for line in out.splitlines()] == [1, 2, 3, 4, 5]
+    assert json.loads(path.read_text()) == {topic: 5}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -296,12 +296,34 @@ def _run(
             bar.draw(force=True)
             results.append(run_step(opts, step, procs, bar.add))
             sink.clear_status()
+            _step_done(sink, f"[{number}/{len(steps)}]", results[-1])
             sink.status(f"[{number}/{len(steps)}] {step.name}: cleaning up")
             problems += cleanup(opts.url, opts.api_key, opts.prefix)
     finally:
         sink.clear_status()
         problems += cleanup(opts.url, opts.api_key, opts.prefix)
     return results, problems
+
+
+def _step_done(sink: Sink, counter: str, result: StepResult) -> None:
+    """Off a terminal (no progress bar there), one line per finished step on stderr, so a
+    run of minutes in CI shows where it is: ``{"$bench_step": …}`` in json/jsonl modes."""
+    if sink.quiet or sink.err_is_tty():
+        return
+    from topics_cli.bench.report import latency_ms
+
+    p50 = latency_ms(result.latency)["p50"]
+    payload = {
+        "step": result.step.name,
+        "ops": result.ops,
+        "seconds": round(result.seconds, 3),
+        "p50_ms": p50,
+    }
+    text = (
+        f"bench: {counter} {result.step.name}: {result.ops:,} ops in {result.seconds:.1f} s, "
+        f"p50 {p50:.3f} ms"
+    )
+    sink.event("bench_step", payload, text)
 
 
 class _ProgressBar:

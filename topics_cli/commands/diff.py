@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from topics_cli.context import get_app
-from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, EXIT_INTERRUPTED
+from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, EXIT_INTERRUPTED, interrupted
 from topics_cli.group import typer_app
 from topics_cli.options import (
     CheckpointOpt,
@@ -315,6 +315,6 @@ def diff(
     )
     tracker.summary()
     if code == EXIT_INTERRUPTED:
-        raise KeyboardInterrupt
+        raise interrupted()
     if code:
         raise typer.Exit(code)

@@ -8,7 +8,7 @@ import typer
 
 from topics_cli.completions import choices, paths
 from topics_cli.context import get_app
-from topics_cli.errors import EXIT_GAP, EXIT_INTERRUPTED, EXIT_NOT_FOUND
+from topics_cli.errors import EXIT_GAP, EXIT_INTERRUPTED, EXIT_NOT_FOUND, interrupted
 from topics_cli.group import typer_app
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def _coverage(sink: Sink, client: Any, risk: ConsumerRisk) -> Any:
     window = Window(risk.cursor.seq, risk.head_seq, None)
     code, coverage = replay_coverage(client, risk.cursor.topic, window, tracker)
     if code == EXIT_INTERRUPTED:
-        raise KeyboardInterrupt
+        raise interrupted()
     return coverage
 
 

@@ -11,7 +11,7 @@ import typer
 
 from topics_cli.completions import choices
 from topics_cli.context import get_app
-from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, EXIT_INTERRUPTED
+from topics_cli.errors import EXIT_CODES_HELP, EXIT_GAP, EXIT_INTERRUPTED, interrupted
 from topics_cli.group import TopicsGroup, typer_app
 from topics_cli.options import TopicArg, UntilOpt
 
@@ -285,7 +285,7 @@ def scan(
     window = open_window(client, topic, from_, until or "head", False, cp)
     code, coverage = replay_coverage(client, topic, window, tracker, cp)
     if code == EXIT_INTERRUPTED:
-        raise KeyboardInterrupt
+        raise interrupted()
     value = _scan_result(topic, window.cursor, tracker)
     value["coverage"] = coverage.to_dict()
     ap.sink.result(value, lambda console: _pretty_scan(console, value, coverage))
