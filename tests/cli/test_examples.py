@@ -191,7 +191,12 @@ def reset(url: str) -> None:
         http.put("/topics/scratch", json={}).raise_for_status()
 
 
+# What `topics bench ... -o json > FILE` writes, for the examples that compare against one.
+_BENCH_REPORT = json.dumps({"schema": "topics-bench/1", "results": []}) + "\n"
+
 FILES = {
+    "ours.json": _BENCH_REPORT,
+    "upstream.json": _BENCH_REPORT,
     "orders.jsonl": '{"id": 101}\n{"id": 102}\n',
     "app.log": "started\n",
     "ten-headlines.txt": "".join(f"headline {i}\n" for i in range(1, 11)),
@@ -207,7 +212,13 @@ FILES = {
 
 # Examples aimed at servers the test does not have: they get as far as trying to connect
 # (exit 6, or a relay that keeps retrying), no further and no sooner.
-ELSEWHERE = ("https://topics.internal:4000", "http://fra:4000", "http://127.0.0.1:4100")
+ELSEWHERE = (
+    "https://topics.internal:4000",
+    "http://fra:4000",
+    "http://iad:4000",
+    "http://127.0.0.1:4100",
+    "--url http://127.0.0.1:4000",  # the default port: no server there while tests run
+)
 _CANNOT_CONNECT = re.compile(r"connection error|cannot connect|Name or service not known")
 
 

@@ -52,15 +52,25 @@ def relay(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
     )
 
 
+def finish(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes]:
+    """``communicate``, and a relay that outlives ``timeout`` is killed, never left behind."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+
+
 def run_relay(tmp_path: Path, *args: str, timeout: float = 60) -> tuple[int, str, str]:
     proc = relay(tmp_path, *args)
-    out, err = proc.communicate(timeout=timeout)
+    out, err = finish(proc, timeout)
     return proc.returncode, out.decode(), err.decode()
 
 
 def stop(proc: subprocess.Popen[bytes]) -> tuple[int, str, str]:
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    out, err = finish(proc, 30)
     return proc.returncode, out.decode(), err.decode()
 
 
@@ -257,15 +267,18 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(
     rng = random.Random(17)
     began = time.monotonic()
     kills = Counter[str]()
-    for _ in range(20):
-        if rng.random() < 0.5:  # at a random moment
+    for round_ in range(20):
+        if round_ < 10:
+            # first, after a random write, before its checkpoint (the re-send must be deduped);
+            # these ten rounds copy at most 10 x 8 writes x 200 records < total, so each has a
+            # write left to die after, however fast the machine.
+            after = str(rng.randint(1, 8))
+            proc = relay(tmp_path, *args, "--batch", "200", TOPICS_MIRROR_KILL_AFTER_WRITES=after)
+        else:  # at a random moment (the copy may be done by then: the relay is still killed)
             proc = relay(tmp_path, *args, "--batch", "200")
             time.sleep(rng.uniform(0.4, 1.2))
             proc.kill()
-        else:  # after a random write, before its checkpoint: the re-send must be deduped
-            after = str(rng.randint(1, 8))
-            proc = relay(tmp_path, *args, "--batch", "200", TOPICS_MIRROR_KILL_AFTER_WRITES=after)
-        proc.communicate(timeout=30)
+        finish(proc, 30)
         kills[str(proc.returncode)] += 1
     assert kills == Counter({str(-signal.SIGKILL): 20})
     code, _, err = run_relay(tmp_path, *args, "--once")
