@@ -331,3 +331,21 @@ def test_ctrl_c_deletes_routers_and_stops_generators(
     assert code == 130
     assert "interrupted" in err and "Traceback" not in err
     assert names_under(base_url, prefix) == []
+
+
+def test_off_a_terminal_each_step_says_when_it_starts_and_ends(
+    topics: Callable[..., Run], prefix: str
+) -> None:
+    """A run of minutes in CI shows where it is: a line on stderr as each step starts and
+    ends (the progress bar is for terminals)."""
+    run = topics("bench", "write,replay", "-n", "20", "--limit", "10", "--topic-prefix", prefix)
+    assert run.code == 0, run.err
+    events = [(k, v["step"]) for line in run.err_jsonl() for k, v in line.items()]
+    assert events == [
+        ("$bench_start", "write"),
+        ("$bench_step", "write"),
+        ("$bench_start", "replay limit=10"),
+        ("$bench_step", "replay limit=10"),
+    ]
+    quiet = topics("bench", "write", "-n", "5", "-q", "--topic-prefix", prefix)
+    assert quiet.code == 0 and quiet.err == ""

@@ -294,6 +294,7 @@ def _run(
                 sink, f"[{number}/{len(steps)}] {step.name}", step.total, opts.duration
             )
             bar.draw(force=True)
+            _step_started(sink, f"[{number}/{len(steps)}]", step)
             results.append(run_step(opts, step, procs, bar.add))
             sink.clear_status()
             _step_done(sink, f"[{number}/{len(steps)}]", results[-1])
@@ -305,9 +306,19 @@ def _run(
     return results, problems
 
 
+def _step_started(sink: Sink, counter: str, step: Step) -> None:
+    """Off a terminal, a line as each step starts (see :func:`_step_done`)."""
+    if sink.quiet or sink.err_is_tty():
+        return
+    payload = {"step": step.name, "ops": step.total}
+    text = f"bench: {counter} {step.name}: {step.total:,} ops …"
+    sink.event("bench_start", payload, text)
+
+
 def _step_done(sink: Sink, counter: str, result: StepResult) -> None:
-    """Off a terminal (no progress bar there), one line per finished step on stderr, so a
-    run of minutes in CI shows where it is: ``{"$bench_step": …}`` in json/jsonl modes."""
+    """Off a terminal (no progress bar there), a line per step on stderr as it starts and as
+    it ends, so a run of minutes in CI shows where it is (``{"$bench_start": …}`` and
+    ``{"$bench_step": …}`` in json/jsonl modes)."""
     if sink.quiet or sink.err_is_tty():
         return
     from topics_cli.bench.report import latency_ms
