@@ -109,3 +109,14 @@ def on_gap_policy(on_gap: str, fail_on_gap: bool) -> str:
             f"{on_gap!r} is not one of {', '.join(_GAP_POLICIES)}", param_hint="--on-gap"
         )
     return policy
+
+
+def duration_ms(text: str, flag: str) -> int:
+    """A duration flag's value in ms (``500ms``, ``30s``, ``2m``), or a usage error naming
+    ``flag``."""
+    from topics_cli.positions import PositionError, parse_duration_ms
+
+    try:
+        return parse_duration_ms(text)
+    except PositionError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None

@@ -18,6 +18,7 @@ from topics_cli.completions import topic_names
 from topics_cli.context import get_app
 from topics_cli.errors import EXIT_API, EXIT_CODES_HELP, CliError
 from topics_cli.group import typer_app
+from topics_cli.options import duration_ms
 from topics_client import DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS
 
 if TYPE_CHECKING:
@@ -411,15 +412,6 @@ RunIdleOpt = Annotated[
 ]
 
 
-def _duration_ms(text: str, flag: str) -> int:
-    from topics_cli.positions import PositionError, parse_duration_ms
-
-    try:
-        return parse_duration_ms(text)
-    except PositionError as exc:
-        raise typer.BadParameter(str(exc), param_hint=flag) from None
-
-
 @app.command(
     "run",
     help=RUN_HELP,
@@ -444,8 +436,8 @@ def run(
 
     from topics_cli.commands._lease_run import Settings
 
-    idle_ms = _duration_ms(idle_timeout, "--idle-timeout") if idle_timeout else None
-    grace_s = _duration_ms(grace, "--grace") / 1000
+    idle_ms = duration_ms(idle_timeout, "--idle-timeout") if idle_timeout else None
+    grace_s = duration_ms(grace, "--grace") / 1000
     if not exec_.strip():
         raise typer.BadParameter("empty command", param_hint="--exec")
 

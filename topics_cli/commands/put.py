@@ -272,14 +272,11 @@ def put(
         ),
     ] = "100ms",
 ) -> None:
-    from topics_cli.positions import PositionError, parse_duration_ms
+    from topics_cli.options import duration_ms
 
     if raw and envelope:
         raise typer.BadParameter("--raw and --envelope exclude each other", param_hint="--raw")
-    try:
-        linger_s = parse_duration_ms(linger) / 1000
-    except PositionError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--linger") from None
+    linger_s = duration_ms(linger, "--linger") / 1000
     app = get_app(ctx)
     sink = app.sink
     parse = _Input(

@@ -79,14 +79,11 @@ def smoke(
         str, typer.Option("--timeout", help="How long a step may wait for a delivery (e.g. 10s).")
     ] = "10s",
 ) -> None:
-    from topics_cli.positions import PositionError, parse_duration_ms
+    from topics_cli.options import duration_ms
     from topics_cli.smoke_steps import Workspace, run_step, select_steps
 
     ap = get_app(ctx)
-    try:
-        timeout_s = parse_duration_ms(timeout) / 1000
-    except PositionError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--timeout") from None
+    timeout_s = duration_ms(timeout, "--timeout") / 1000
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,200}", prefix):
         raise typer.BadParameter(
             "must start with a letter or digit, then letters, digits, '.', '_', ':' or '-'",

@@ -37,13 +37,10 @@ def status(
     ] = "30s",
 ) -> None:
     import topics_client as tc
-    from topics_cli.positions import PositionError, parse_duration_ms
+    from topics_cli.options import duration_ms
 
     ap = get_app(ctx)
-    try:
-        timeout_s = parse_duration_ms(timeout) / 1000
-    except PositionError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--timeout") from None
+    timeout_s = duration_ms(timeout, "--timeout") / 1000
     client = ap.client(max_retries=0, timeout=min(10.0, max(1.0, timeout_s)))
     if wait:
         deadline = time.monotonic() + timeout_s

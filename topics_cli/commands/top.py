@@ -594,13 +594,10 @@ def top(
         typer.Option("--warn-before", help="Highlight readers that lose records within this."),
     ] = "30m",
 ) -> None:
-    from topics_cli.positions import PositionError, parse_duration_ms
+    from topics_cli.options import duration_ms
     from topics_cli.top_model import SORT_KEYS, TopModel
 
-    try:
-        interval_s = parse_duration_ms(interval) / 1000
-    except PositionError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--interval") from None
+    interval_s = duration_ms(interval, "--interval") / 1000
     sort = sort.lower()
     if sort not in SORT_KEYS:
         raise typer.BadParameter(
@@ -611,10 +608,7 @@ def top(
     live = not once and sink.mode == "pretty" and _isatty(sys.stdout) and _isatty(sys.stdin)
     if live and interval_s <= 0:
         raise CliError("--interval must be above 0 for the live view")
-    try:
-        warn_ms = parse_duration_ms(warn_before)
-    except PositionError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--warn-before") from None
+    warn_ms = duration_ms(warn_before, "--warn-before")
     client = ap.client(max_retries=0, timeout=30.0)
     risk = _checkpoint_probe(client, checkpoints, warn_ms) if checkpoints else None
     model = TopModel(sort=sort, prefix=prefix)
