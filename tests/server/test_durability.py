@@ -135,6 +135,49 @@ def test_cap_eviction_and_floor_survive_restart(private: ServerProcess) -> None:
         assert state["head_seq"] >= 300  # never below what was acknowledged
 
 
+def test_head_and_write_times_survive_a_crash_even_with_every_record_gone(
+    private: ServerProcess,
+) -> None:
+    """Appends leave the stored topic row alone (its head and times follow from the
+    newest chunk at recovery); a delete that removes every chunk writes them first."""
+    with httpx.Client(base_url=private.url) as c:
+        for name in ("kept", "emptied"):
+            c.put(f"/v0/topics/{name}", json={"durability": "disk"}).raise_for_status()
+            for i in range(3):
+                c.post(f"/v0/topics/{name}", json={"records": [{"data": i}]}).raise_for_status()
+        before = {name: c.get(f"/v0/topics/{name}").json() for name in ("kept", "emptied")}
+        last_ts = replay(c, "kept")[-1]["$ts"]
+        c.post("/v0/topics/emptied/delete", json={"before_seq": 4}).raise_for_status()
+        assert c.get("/v0/topics/emptied").json()["count"] == 0
+    private.kill()
+    private.start()
+    with httpx.Client(base_url=private.url) as c:
+        for name in ("kept", "emptied"):
+            after = c.get(f"/v0/topics/{name}").json()
+            assert after["last_write_ts"] == before[name]["last_write_ts"], name
+            assert after["head_seq"] >= before[name]["head_seq"] == 3, name
+            r = c.post(f"/v0/topics/{name}", json={"records": [{"data": "next"}]}).json()
+            assert r["first_seq"] > 3, name
+        assert c.get("/v0/topics/emptied").json()["earliest_seq"] > 3
+        assert replay(c, "kept")[-1]["$ts"] >= last_ts
+
+
+def test_wal_stays_bounded_under_a_steady_stream_of_small_writes(
+    private: ServerProcess, tmp_path: Path
+) -> None:
+    """Small writes commit on the loop with automatic checkpoints off; the writer
+    thread's checkpoints must still catch up with the WAL, or it grows forever."""
+    from topics_server.storage.sqlite import CHECKPOINT_BYTES
+
+    wal = tmp_path / "data" / "topics.db-wal"
+    with httpx.Client(base_url=private.url) as c:
+        c.put("/v0/topics/steady", json={"durability": "disk"}).raise_for_status()
+        for i in range(1500):  # ~8 KB of WAL each: 12 MB if it were never reset
+            c.post("/v0/topics/steady", json={"records": [{"data": i}]}).raise_for_status()
+        assert wal.stat().st_size < 2 * CHECKPOINT_BYTES + (1 << 20)
+        assert [r["data"] for r in replay(c, "steady")] == list(range(1500))
+
+
 def test_ephemeral_to_disk_flushes_what_memory_held(private: ServerProcess) -> None:
     with httpx.Client(base_url=private.url) as c:
         c.put("/v0/topics/flip", json={"durability": "ephemeral"})

@@ -737,7 +737,9 @@ class Engine:
 
     async def _load_cold(self, log: TopicLog, miss: ColdMiss) -> dict[int, Payload]:
         assert self.store is not None, "cold chunk without a store"
-        return await self.store.read_payloads(log.instance_id, miss.first, miss.last)
+        return await self.store.read_payloads(
+            log.instance_id, miss.first, miss.last, size=miss.size
+        )
 
     async def diff(self, name: str, request: DiffRequest) -> tuple[TopicLog, ReadResult]:
         await self.routers.catch_up(name)

@@ -52,14 +52,16 @@ RecordRun = tuple[int, int, Payload, int, int]
 class ColdMiss(Exception):
     """A read needs payloads only the store holds: chunks starting in ``first..last``.
 
-    Reads never touch the store themselves (they run on the event loop): the
-    caller fetches the range asynchronously and reads again with it.
+    Reads never touch the store themselves: the caller fetches the range and
+    reads again with it. ``size`` (the records' bytes) lets the store read a
+    small range at once rather than on a reader thread.
     """
 
-    def __init__(self, first: int, last: int) -> None:
+    def __init__(self, first: int, last: int, size: int) -> None:
         super().__init__(first, last)
         self.first = first
         self.last = last
+        self.size = size
 
 
 _NO_COLD: Mapping[int, Payload] = {}
@@ -388,7 +390,7 @@ class TopicLog:
         chunk, i = found
         payload = chunk.payload or cold.get(chunk.first)
         if payload is None:
-            raise ColdMiss(chunk.first, chunk.first)
+            raise ColdMiss(chunk.first, chunk.first, sum(chunk.sizes))
         return (
             seq,
             chunk.ts,
@@ -598,9 +600,10 @@ class TopicLog:
         than it can use."""
         chunks = self.chunks
         end = k
-        records = 0
+        records = size = 0
         budget = min(max(want, 1), 4096)
         while end < len(chunks) and chunks[end].payload is None and records < budget:
             records += len(chunks[end])
+            size += sum(chunks[end].sizes)
             end += 1
-        return ColdMiss(chunks[k].first, chunks[end - 1].first)
+        return ColdMiss(chunks[k].first, chunks[end - 1].first, size)

@@ -185,7 +185,7 @@ def _alive(log: TopicLog, seq: int) -> bool:
 def _payload(chunk: Chunk, cache: dict[int, Payload]) -> Payload:
     payload = chunk.payload or cache.get(chunk.first)
     if payload is None:
-        raise ColdMiss(chunk.first, chunk.first)
+        raise ColdMiss(chunk.first, chunk.first, sum(chunk.sizes))
     return payload
 
 

@@ -287,11 +287,13 @@ class Store(Protocol):
 
     def recover_routers(self) -> list[RecoveredRouter]: ...
 
-    # reads of cold data (never on the event loop's thread)
+    # reads of cold data (on the event loop's thread only when small)
 
     async def read_payloads(
-        self, instance: int, first_from: int, first_to: int
-    ) -> dict[int, Payload]: ...
+        self, instance: int, first_from: int, first_to: int, size: int = 0
+    ) -> dict[int, Payload]:
+        """Payloads of the chunks starting in ``first_from..first_to``; ``size`` is
+        about how many bytes of records they hold (0: not known)."""
 
     async def tag_matches(
         self, instance: int, predicate: TagPredicate, bound: int

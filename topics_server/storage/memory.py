@@ -196,7 +196,7 @@ class MemoryStore:
     # -- reads -----------------------------------------------------------------
 
     async def read_payloads(
-        self, instance: int, first_from: int, first_to: int
+        self, instance: int, first_from: int, first_to: int, size: int = 0
     ) -> dict[int, Payload]:
         topic = self._topics.get(instance)
         if topic is None:
