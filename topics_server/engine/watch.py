@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from topics_server.engine.engine import Engine
 
 __all__ = [
+    "PASS_DONE",
     "SESSION_TTL_MS",
     "Batch",
     "CaughtUp",
@@ -187,6 +188,8 @@ class ShuttingDown:
     """The server is stopping; the stream ends after this."""
 
 
+PASS_DONE = PassDone()  # carries nothing: one instance serves every pass
+
 WatchEvent: TypeAlias = (
     Records[P] | Tombstone | CaughtUp | TopicDeleted | Heartbeat | PassDone | ShuttingDown
 )
@@ -228,12 +231,17 @@ class Watches:
         """The events of one connection (SPEC §9.3); ends when every topic is terminal.
 
         Each event is handed out after the session cursors moved past it; the
-        consumer is expected to send it before asking for the next one.
+        consumer is expected to send it before asking for the next one. One
+        generator, no nested ones: every watcher resumes it a few times per write,
+        and each generator level a resume passes through showed in fan-out profiles.
         """
         engine = self.engine
-        heartbeat = session.options.heartbeat_ms / 1000
-        first = dict.fromkeys(session.cursors, True)
-        caught = dict.fromkeys(session.cursors, False)
+        routers = engine.routers
+        options = session.options
+        cursors = session.cursors
+        heartbeat = options.heartbeat_ms / 1000
+        first = dict.fromkeys(cursors, True)
+        caught = dict.fromkeys(cursors, False)
         terminal: set[str] = set()
         seen: dict[str, tuple[TopicLog, int]] = {}  # what each topic looked like when caught up
         session.open_streams += 1
@@ -246,18 +254,59 @@ class Watches:
                     yield ShuttingDown()
                     return
                 # one pass: every topic read up to its head
-                for topic in session.cursors:
+                for topic in cursors:
                     if topic in terminal:
                         continue
-                    if engine.routers.lagging(topic):
-                        await engine.routers.catch_up(topic)
-                    async for event in self._drain(
-                        session, topic, read, first, caught, terminal, seen
-                    ):
-                        yield event
+                    if routers.lagging(topic):
+                        await routers.catch_up(topic)
+                    log = engine.get(topic)
+                    if log is None:
+                        terminal.add(topic)
+                        yield TopicDeleted(topic, session.snapshot())
                         last_event = time.monotonic()
-                yield PassDone()
-                if len(terminal) == len(session.cursors):
+                        continue
+                    engine.mark_read(log, now_ms())
+                    while True:  # this topic, from its session cursor until caught up
+                        cursor = cursors[topic]
+                        batch = await read(log, cursor, options)
+                        sent = False
+                        tombstone = batch.tombstone
+                        if tombstone is not None:
+                            gap: dict[str, Any] = {"topic": topic, **tombstone}
+                            if first[topic]:
+                                gap["reason"] = "from_seq_too_old"
+                            # SPEC §9.3 moves the cursor to gap_to; for a recreated topic
+                            # that is the new head, and a client resuming from this frame's
+                            # id would skip the new instance's records. The scan restarts
+                            # after earliest_seq - 1: so do we.
+                            if tombstone["reason"] == "recreated":
+                                cursors[topic] = tombstone["earliest_seq"] - 1
+                            else:
+                                cursors[topic] = tombstone["gap_to"]
+                            yield Tombstone(topic, gap, session.snapshot())
+                            sent = True
+                        first[topic] = False
+                        if batch.records is not None:
+                            cursors[topic] = batch.next_from_seq
+                            yield Records(topic, batch, session.snapshot())
+                            sent = True
+                        else:
+                            cursors[topic] = max(cursors[topic], batch.next_from_seq)
+                        if sent:
+                            caught[topic] = False
+                            last_event = time.monotonic()
+                        if batch.caught_up:
+                            seen[topic] = (log, batch.head_seq)
+                            if not caught[topic]:
+                                caught[topic] = True
+                                yield CaughtUp(topic, batch.head_seq, session.snapshot())
+                                last_event = time.monotonic()
+                            break
+                        if not sent and cursors[topic] == cursor:
+                            seen[topic] = (log, log.head)  # no progress possible: wait
+                            break
+                yield PASS_DONE
+                if len(terminal) == len(cursors):
                     return
                 now = time.monotonic()
                 if now - last_event >= heartbeat:
@@ -265,7 +314,7 @@ class Watches:
                     last_event = now
                 # handing an event out may have waited on a slow client while writers
                 # went on: park only if nothing changed since each topic was caught up
-                live = [t for t in session.cursors if t not in terminal]
+                live = [t for t in cursors if t not in terminal]
                 logs = [log for t in live if (log := engine.topics.get(t)) is not None]
                 if len(logs) < len(live) or any(
                     seen.get(log.name) != (log, log.head) for log in logs
@@ -276,59 +325,3 @@ class Watches:
             session.open_streams -= 1
             engine.sse_connections -= 1
             session.last_access = time.monotonic()
-
-    async def _drain(
-        self,
-        session: WatchSession,
-        topic: str,
-        read: Reader[P],
-        first: dict[str, bool],
-        caught: dict[str, bool],
-        terminal: set[str],
-        seen: dict[str, tuple[TopicLog, int]],
-    ) -> AsyncIterator[WatchEvent[P]]:
-        """Read one topic from its session cursor until caught up."""
-        engine = self.engine
-        log = engine.get(topic)
-        if log is None:
-            terminal.add(topic)
-            yield TopicDeleted(topic, session.snapshot())
-            return
-        engine.mark_read(log, now_ms())
-        cursors = session.cursors
-        while True:
-            cursor = cursors[topic]
-            batch = await read(log, cursor, session.options)
-            sent = False
-            tombstone = batch.tombstone
-            if tombstone is not None:
-                gap: dict[str, Any] = {"topic": topic, **tombstone}
-                if first[topic]:
-                    gap["reason"] = "from_seq_too_old"
-                # SPEC §9.3 moves the cursor to gap_to; for a recreated topic that is the
-                # new head, and a client resuming from this frame's id would skip the new
-                # instance's records. The scan restarts after earliest_seq - 1: so do we.
-                if tombstone["reason"] == "recreated":
-                    cursors[topic] = tombstone["earliest_seq"] - 1
-                else:
-                    cursors[topic] = tombstone["gap_to"]
-                yield Tombstone(topic, gap, session.snapshot())
-                sent = True
-            first[topic] = False
-            if batch.records is not None:
-                cursors[topic] = batch.next_from_seq
-                yield Records(topic, batch, session.snapshot())
-                sent = True
-            else:
-                cursors[topic] = max(cursors[topic], batch.next_from_seq)
-            if sent:
-                caught[topic] = False
-            if batch.caught_up:
-                seen[topic] = (log, batch.head_seq)
-                if not caught[topic]:
-                    caught[topic] = True
-                    yield CaughtUp(topic, batch.head_seq, session.snapshot())
-                return
-            if not sent and cursors[topic] == cursor:
-                seen[topic] = (log, log.head)  # no progress possible now: wait for a change
-                return
