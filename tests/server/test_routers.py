@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -333,3 +334,47 @@ def test_forwarding_resumes_after_sigkill(tmp_path: Path) -> None:
             assert seqs[:1000] == list(range(1, 1001))
             assert seqs[1000:] == sorted(set(seqs[1000:])) and seqs[1000] > 1000
             assert http.get(rpath("src->dst")).json()["forwarded_total"] == 1200
+
+
+def test_a_caught_up_router_copies_inside_the_source_write(tmp_path: Path) -> None:
+    """One commit holds a write and its copies: the router is at the source's head the
+    moment the write is acknowledged, and a failed commit leaves neither behind."""
+    armed = tmp_path / "failpoints"
+    armed.write_text("")
+    env = {"TOPICS_FAILPOINTS_FILE": str(armed)}
+    with (
+        ServerProcess(data_dir=tmp_path / "data", env=env) as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+
+        def commits() -> int:
+            text = http.get("/v0/metrics").text
+            return int(text.split("\ntopics_wal_batches_total ")[1].split()[0])
+
+        def cursor() -> int:
+            return int(http.get(rpath("src->dst")).json()["source_cursor"])
+
+        http.put("/v0/topics/src", json={"durability": "disk"}).raise_for_status()
+        http.put("/v0/topics/dst", json={"durability": "disk"}).raise_for_status()
+        put_router(http, "src->dst", source="src", dest="dst").raise_for_status()
+        write(http, "src", {"data": 0})  # the first copy takes a seq reservation: background
+        eventually(lambda: len(read_all(http, "dst")) == 1)
+        before = commits()
+        for i in range(1, 21):
+            seq = write(http, "src", {"data": i})["last_seq"]
+            assert cursor() == seq  # no background pass, no read of dst needed
+        assert commits() - before < 30  # one per write; two each when copied apart
+        assert [r["data"] for r in read_all(http, "dst")] == list(range(21))
+
+        at = cursor()
+        armed.write_text("router_cursor=error\n")
+        stamp = time.time_ns()
+        os.utime(armed, ns=(stamp, stamp))
+        failed = http.post("/v0/topics/src", json={"records": [{"data": "lost"}]})
+        assert failed.status_code == 500, failed.text
+        assert cursor() == at
+        armed.write_text("")
+        os.utime(armed, ns=(stamp + 1_000_000, stamp + 1_000_000))
+        write(http, "src", {"data": 21})
+        eventually(lambda: [r["data"] for r in read_all(http, "dst")] == list(range(22)))
+        assert "lost" not in [r["data"] for r in read_all(http, "src")]

@@ -34,7 +34,7 @@ from topics_server.engine.names import is_topic_name
 from topics_server.engine.predicates import TagPredicate
 from topics_server.engine.queues import QueueRegistry
 from topics_server.engine.retention import Retention
-from topics_server.engine.routers import Routers
+from topics_server.engine.routers import Eager, Routers
 from topics_server.engine.watch import Watches
 from topics_server.errors import (
     ApiError,
@@ -536,22 +536,44 @@ class Engine:
         now = now_ms() if now is None else now
         sizes, payload = batch
         chunk = log.assign(sizes, payload, now)
+        # caught-up routers copy this write in its own transaction (see routers.py)
+        eager = [] if before else self.routers.prepare(log, chunk, now)
+        if eager:
+            also = also + tuple(change for item in eager for change in item.changes)
         try:
             timing = await self._persist_append(log, chunk, key, expires, before, also)
         except BaseException:
             log.abandon(chunk)  # nothing was acknowledged: nothing is published
+            self.routers.abandon(eager)
             raise
         if before and self.topics.get(log.name) is not log:
             self._register(log)
+        self.went_live(log, chunk, now, eager)
+        return chunk, timing
+
+    def went_live(
+        self, log: TopicLog, chunk: Chunk, now: int, eager: list[Eager] | None = None
+    ) -> None:
+        """A committed chunk becomes visible: caps, TTL, readers woken, then its router
+        copies (committed with it), then the listeners (router wake-ups)."""
         log.publish(chunk, now)
         log.enforce_caps()
         self._sync_front(log)
         if log.config.ttl_ms:
             self.retention.schedule(log)
         log.notify()
+        if eager:
+            self.routers.settle(eager, now)
         for listener in self.on_publish:
             listener(log)
-        return chunk, timing
+
+    def changing(self, name: str) -> bool:
+        """A create, config change or delete of ``name`` is under way."""
+        return name in self._lifecycles
+
+    def reserved(self, log: TopicLog) -> int:
+        """The highest seq ``log`` may hand out without a new synced reservation."""
+        return self._reserved.get(log.instance_id, 0)
 
     async def _persist_append(
         self,

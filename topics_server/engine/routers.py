@@ -1,4 +1,14 @@
-"""Routers (SPEC §8): copy one topic's records into another, off the write path.
+"""Routers (SPEC §8): copy one topic's records into another.
+
+A router that is caught up copies a source write **in the write's own
+transaction** (:meth:`Routers.prepare`): the copies' seqs are assigned before
+the source commits, one commit stores both, and the copies go live right after
+the source's records, so a destination reader never waits for them. It applies
+only when that costs the source write nothing it did not already pay: the
+router idle and exactly at the source's head, a ``disk``/``fsync`` source, a
+destination of the same or a weaker class that takes the copies now (no
+``reject`` cap in the way, no new seq reservation, no create/config/delete of
+either topic under way). Anything else is left to the background.
 
 Each router has one forwarding task, woken when its source publishes. A pass
 reads from the router's cursor, builds the copies (node/tag kept or stripped,
@@ -29,13 +39,13 @@ from topics_server.engine.config import TopicConfig
 from topics_server.engine.log import TopicLog, WireRecord
 from topics_server.engine.predicates import TagPredicate
 from topics_server.errors import ApiError, throttled, topic_not_found
-from topics_server.storage.base import DropRouter, RouterCursor, SaveRouter
-from topics_server.storage.records import Payload
+from topics_server.storage.base import AppendChunk, Change, DropRouter, RouterCursor, SaveRouter
+from topics_server.storage.records import Chunk, Payload
 
 if TYPE_CHECKING:
     from topics_server.engine.engine import Engine
 
-__all__ = ["MAX_HOPS", "Router", "RouterSpec", "Routers"]
+__all__ = ["MAX_HOPS", "Eager", "Router", "RouterSpec", "Routers"]
 
 log = logging.getLogger("topics_server.routers")
 
@@ -95,6 +105,17 @@ class Router:
         if self.reason is not None:
             body["reason"] = self.reason
         return body
+
+
+@dataclass(slots=True)
+class Eager:
+    """Copies of one source chunk, committed in the source write's transaction."""
+
+    router: Router
+    dest: TopicLog
+    chunk: Chunk | None  # None: no record passed the filter; only the cursor moves
+    cursor: int  # the router's cursor once committed: the source chunk's last seq
+    changes: tuple[Change, ...]
 
 
 class Routers:
@@ -295,7 +316,77 @@ class Routers:
 
     def _published(self, source: TopicLog) -> None:
         for name in self.by_source.get(source.name, ()):
-            self.routers[name].wake.set()
+            router = self.routers[name]
+            if router.cursor < source.head:  # copied eagerly otherwise: nothing to do
+                router.wake.set()
+
+    def prepare(self, source: TopicLog, chunk: Chunk, now: int) -> list[Eager]:
+        """Copies of ``chunk`` to commit with it, for every router that can take them now."""
+        names = self.by_source.get(source.name)
+        engine = self.engine
+        payload = chunk.payload
+        if (
+            not names
+            or not self._started
+            or payload is None
+            or source.config.durability not in ("disk", "fsync")
+            or engine.changing(source.name)
+        ):
+            return []
+        out: list[Eager] = []
+        records: list[WireRecord] | None = None
+        for name in sorted(names):
+            router = self.routers[name]
+            spec = router.spec
+            if (
+                router.cursor != chunk.first - 1
+                or router.lock.locked()
+                or router.state != "running"
+                or router.source_instance != source.instance_id
+            ):
+                continue
+            dest = engine.topics.get(spec.dest)
+            if dest is None or dest is source or engine.changing(dest.name):
+                continue
+            durability = dest.config.durability
+            if durability not in ("memory", "disk") and durability != source.config.durability:
+                continue
+            if records is None:
+                records = _records(chunk, payload)
+            copies = [r for r in records if _forwards(spec, r)]
+            if not copies:
+                out.append(
+                    Eager(router, dest, None, chunk.last, (RouterCursor(name, chunk.last, 0),))
+                )
+                continue
+            if self._room(dest, copies) < len(copies):
+                continue  # a full reject destination: the background backs off
+            if dest.assigned + len(copies) > engine.reserved(dest):
+                continue  # a new reservation wants its own fsync: not on this write
+            sizes, batch = self._batch(router, source, copies)
+            copy = dest.assign(sizes, batch, now)
+            changes = (
+                AppendChunk(dest.instance_id, copy),
+                RouterCursor(name, chunk.last, len(copies)),
+            )
+            out.append(Eager(router, dest, copy, chunk.last, changes))
+        return out
+
+    def abandon(self, eager: list[Eager]) -> None:
+        """The source write failed: its copies never happened."""
+        for item in eager:
+            if item.chunk is not None:
+                item.dest.abandon(item.chunk)
+
+    def settle(self, eager: list[Eager], now: int) -> None:
+        """The source write committed: its copies go live, the cursors move on."""
+        for item in eager:
+            router = item.router
+            if item.chunk is not None:
+                item.chunk.stored = True
+                router.forwarded_total += len(item.chunk)
+                self.engine.went_live(item.dest, item.chunk, now)
+            router.cursor = max(router.cursor, item.cursor)
 
     def lagging(self, dest: str) -> list[Router]:
         """Routers into ``dest`` whose source holds records they have not forwarded."""
@@ -459,6 +550,19 @@ class Routers:
         router.cursor = lost_to
         self.engine.store.commit(RouterCursor(router.name, lost_to, 0), wait=False)
         return True
+
+
+def _records(chunk: Chunk, payload: Payload) -> list[WireRecord]:
+    """The records of a chunk just assigned (none deleted yet), as a pass reads them."""
+    n = len(chunk)
+    nodes = payload.nodes or [None] * n
+    tags = payload.tags or [None] * n
+    metas = payload.metas or [None] * n
+    hops = payload.hops or [0] * n
+    first, ts = chunk.first, chunk.ts
+    return [
+        (first + i, ts, nodes[i], tags[i], payload.datas[i], metas[i], hops[i]) for i in range(n)
+    ]
 
 
 def _forwards(spec: RouterSpec, record: WireRecord) -> bool:
