@@ -22,6 +22,7 @@ import contextlib
 import math
 import time
 from array import array
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -75,6 +76,10 @@ __all__ = ["Batch", "DiffRequest", "Engine", "WriteOutcome"]
 RESERVE_BLOCK = 1 << 16
 # A read retries this often when the front moved while its cold payloads loaded.
 COLD_ATTEMPTS = 8
+# Small cold ranges just loaded, kept for the next small read (least recently used out
+# first): a consumer paging a cold chunk with limit 1 loads it once, not once a page.
+COLD_CACHE_BYTES = 8 << 20
+COLD_CACHE_RANGE = 64 << 10  # only ranges this small are kept
 # A page is read this many records at a time, the loop free for others in between.
 READ_SLICE = 256
 
@@ -119,6 +124,8 @@ class Engine:
         self._reserved: dict[int, int] = {}  # instance -> seqs reserved by a committed Reserve
         self._lifecycles: dict[str, _Lifecycle] = {}  # create/config/delete, one at a time
         self._housekeeping: list[Change] = []  # what recovery found stale, committed once ready
+        self._cold: OrderedDict[tuple[int, int], tuple[Payload, int]] = OrderedDict()
+        self._cold_bytes = 0
         # called with the topic name whenever a topic is removed; routers hook in here
         self.on_topic_removed: list[Callable[[str], list[str]]] = []
         # called with every log that just published records (router wake-ups)
@@ -759,9 +766,28 @@ class Engine:
 
     async def _load_cold(self, log: TopicLog, miss: ColdMiss) -> dict[int, Payload]:
         assert self.store is not None, "cold chunk without a store"
-        return await self.store.read_payloads(
-            log.instance_id, miss.first, miss.last, size=miss.size
-        )
+        instance = log.instance_id
+        small = miss.size <= COLD_CACHE_RANGE
+        if small and miss.first == miss.last:
+            hit = self._cold.get((instance, miss.first))
+            if hit is not None:
+                self._cold.move_to_end((instance, miss.first))
+                return {miss.first: hit[0]}
+        loaded = await self.store.read_payloads(instance, miss.first, miss.last, size=miss.size)
+        if small:
+            cache = self._cold
+            for first, payload in loaded.items():
+                cost = 256 + sum(map(len, payload.datas))
+                if payload.metas is not None:
+                    cost += sum(len(m) for m in payload.metas if m is not None)
+                old = cache.pop((instance, first), None)
+                if old is not None:
+                    self._cold_bytes -= old[1]
+                cache[(instance, first)] = (payload, cost)
+                self._cold_bytes += cost
+            while self._cold_bytes > COLD_CACHE_BYTES and cache:
+                self._cold_bytes -= cache.popitem(last=False)[1][1]
+        return loaded
 
     async def diff(self, name: str, request: DiffRequest) -> tuple[TopicLog, ReadResult]:
         await self.routers.catch_up(name)
