@@ -110,6 +110,7 @@ INLINE_RECORDS = 256  # an append this small may commit on the loop (and no bigg
 INLINE_BYTES = 64 << 10
 INLINE_READ_BYTES = 64 << 10  # a cold range this small is read on the loop
 CHECKPOINT_BYTES = 4 << 20  # WAL size that makes the writer thread checkpoint
+WAL_KEEP_BYTES = 1 << 20  # what a WAL starting over keeps of its file
 CHECKPOINT_LOOK = 256 << 10  # bytes committed (about) between looks at the WAL's size
 _CHECKPOINT = object()  # queue sentinel: checkpoint the WAL (not an operation)
 
@@ -348,6 +349,9 @@ class SqliteStore:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._conn = _connect(self.path)
+        # a WAL that starts over is cut back to this size, so its size on disk tells
+        # how much a checkpoint would have to copy (see _look_at_wal)
+        self._conn.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
         self._thread = threading.Thread(target=self._run, name="topics-store-writer", daemon=True)
         self._thread.start()
 
@@ -407,6 +411,7 @@ class SqliteStore:
     def _run(self) -> None:
         conn = self._conn
         assert conn is not None
+        checkpointer = _connect(self.path, READER_CACHE_KIB)
         stop = False
         while not stop:
             try:
@@ -425,7 +430,7 @@ class SqliteStore:
             if item is None:
                 break
             if item is _CHECKPOINT:
-                self._checkpoint(conn)
+                self._checkpoint(checkpointer, conn)
                 continue
             assert isinstance(item, _Op)
             ops = [item]
@@ -448,7 +453,8 @@ class SqliteStore:
             # after the resolutions were queued: an inline commit now resolves after them
             self._done += len(ops)
             if checkpoint:
-                self._checkpoint(conn)
+                self._checkpoint(checkpointer, conn)
+        checkpointer.close()
         try:
             with self._conn_lock:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -457,16 +463,19 @@ class SqliteStore:
         finally:
             conn.close()
 
-    def _checkpoint(self, conn: sqlite3.Connection) -> None:
-        """Copy the WAL into the database file, holding the write connection.
+    def _checkpoint(self, checkpointer: sqlite3.Connection, conn: sqlite3.Connection) -> None:
+        """Copy the WAL into the database file, in two steps.
 
-        Commits wait meanwhile (they queue for this thread; the loop keeps serving),
-        so the checkpoint catches up with the WAL's end and the next commit starts
-        the WAL over from its top. Beside running commits it never would: the WAL
-        would only grow.
+        The bulk runs on a connection of its own beside the commits (PASSIVE never
+        blocks a writer): syncing megabytes of WAL takes tens of milliseconds here.
+        Then, holding the write connection (commits queue for this thread meanwhile;
+        the loop keeps serving), the few frames committed during the bulk: the
+        checkpoint is then complete, and the next commit starts the WAL over from its
+        top. Without that second step a busy WAL would never start over.
         """
         self._checkpoint_asked = False
         try:
+            checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
             with self._conn_lock:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:
