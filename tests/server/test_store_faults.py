@@ -12,6 +12,7 @@ server still serves the operation once the fault is gone.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -297,3 +298,44 @@ def test_dead_lettering_that_fails_to_commit_keeps_the_job(
         assert _snapshot(c)["topics"]["q1"]["records"] == []
     finally:
         c.close()
+
+
+def test_a_stalling_disk_stalls_the_loop_once_not_every_commit(tmp_path: Path) -> None:
+    """Small commits run on the event loop; one that takes too long (the disk stopped
+    answering) sends the next ones to the writer thread for a while, so probes and
+    reads keep being answered while the disk is slow. Each stall holds its commit
+    for 0.3 s; three stalled writes may hold the loop once, never three times."""
+    from topics_server.storage.failpoints import STALL_S
+
+    armed = tmp_path / "failpoints"
+    armed.write_text("")
+    env = {"TOPICS_FAILPOINTS_FILE": str(armed)}
+    with (
+        ServerProcess(data_dir=tmp_path / "data", env=env) as server,
+        httpx.Client(base_url=server.url, timeout=30) as c,
+    ):
+        c.put("/v0/topics/slow", json={"durability": "disk"}).raise_for_status()
+        c.post("/v0/topics/slow", json={"records": [{"data": 0}]}).raise_for_status()
+        _arm(armed, "append=3*stall")
+        acked: list[int] = []
+
+        def writer() -> None:
+            with httpx.Client(base_url=server.url, timeout=30) as w:
+                for i in range(1, 4):
+                    r = w.post("/v0/topics/slow", json={"records": [{"data": i}]})
+                    r.raise_for_status()
+                    acked.append(i)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        slow = 0
+        while thread.is_alive():
+            started = time.monotonic()
+            assert c.get("/v0/health").status_code == 200
+            if time.monotonic() - started > STALL_S * 0.8:
+                slow += 1
+        thread.join()
+        assert acked == [1, 2, 3]
+        assert slow <= 1, f"the loop stalled {slow} times"
+        page = c.post("/v0/topics/slow/diff", json={"from_seq": 0}).json()
+        assert [r["data"] for r in page["records"]] == [0, 1, 2, 3]

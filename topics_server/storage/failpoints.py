@@ -6,12 +6,15 @@ they aim at). Unset, they cost one attribute check per commit group.
 
 Grammar: ``kind=action`` terms separated by ``;``. ``kind`` is a change kind
 (``append``, ``save_topic``, ``drop_topic``, … see :mod:`topics_server.storage.base`)
-or ``*`` for any. ``action`` is ``[S+][N*]error|full``: skip ``S`` matching
-changes, then fail the next ``N`` (default 1; ``N`` may be ``inf``). ``error``
-fails like an I/O error (500), ``full`` like a full disk (``ENOSPC``, 507).
+or ``*`` for any. ``action`` is ``[S+][N*]error|full|stall``: skip ``S``
+matching changes, then hit the next ``N`` (default 1; ``N`` may be ``inf``).
+``error`` fails like an I/O error (500), ``full`` like a full disk (``ENOSPC``,
+507); ``stall`` holds the commit for :data:`STALL_S` and then lets it succeed,
+like a disk that stops answering for a moment.
 
     TOPICS_FAILPOINTS="append=full"            # the next append fails, disk full
     TOPICS_FAILPOINTS="save_topic=2+1*error"   # the third topic save fails
+    TOPICS_FAILPOINTS="append=3*stall"         # the next three appends stall
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FailpointError", "Failpoints", "parse_failpoints"]
+__all__ = ["STALL", "STALL_S", "FailpointError", "Failpoints", "parse_failpoints"]
+
+STALL_S = 0.3  # how long a ``stall`` holds its commit
+STALL = "stall"  # what :meth:`Failpoints.hit` answers for a stall
 
 
 class FailpointError(ValueError):
@@ -33,7 +39,7 @@ class _Point:
     kind: str
     skip: int
     count: float
-    full: bool
+    action: str  # error | full | stall
 
 
 def parse_failpoints(spec: str) -> list[_Point]:
@@ -51,9 +57,9 @@ def parse_failpoints(spec: str) -> list[_Point]:
             head, action = action.split("*", 1)
             count = float("inf") if head.strip() == "inf" else _int(head, term)
         action = action.strip()
-        if action not in ("error", "full"):
-            raise FailpointError(f"failpoint {term!r}: action must be error or full")
-        points.append(_Point(kind.strip(), skip, count, action == "full"))
+        if action not in ("error", "full", STALL):
+            raise FailpointError(f"failpoint {term!r}: action must be error, full or stall")
+        points.append(_Point(kind.strip(), skip, count, action))
     return points
 
 
@@ -86,8 +92,8 @@ class Failpoints:
     def armed(self) -> bool:
         return bool(self._points) or self._path is not None
 
-    def hit(self, kind: str) -> bool | None:
-        """None: no fault. Otherwise fail this change: True for "full", False for "error"."""
+    def hit(self, kind: str) -> str | None:
+        """None: no fault. Otherwise the action for this change: error, full or stall."""
         if not self.armed:
             return None
         with self._lock:
@@ -100,7 +106,7 @@ class Failpoints:
                     continue
                 point.count -= 1
                 self.fired += 1
-                return point.full
+                return point.action
         return None
 
     def _reload(self) -> None:

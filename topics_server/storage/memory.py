@@ -42,7 +42,7 @@ from topics_server.storage.base import (
     Timing,
     TopicGone,
 )
-from topics_server.storage.failpoints import Failpoints
+from topics_server.storage.failpoints import STALL, STALL_S, Failpoints
 from topics_server.storage.records import Payload, TagPredicate
 
 __all__ = ["MemoryStore"]
@@ -96,9 +96,13 @@ class MemoryStore:
         for change in changes:  # decide every fault before anything is applied
             if isinstance(change, SaveTopic):
                 known.add(change.instance)
-            full = self.failpoints.hit(change.kind) if self.failpoints.armed else None
-            if full is not None:
-                error = (StorageFull if full else StoreFailed)(f"failpoint {change.kind}")
+            action = self.failpoints.hit(change.kind) if self.failpoints.armed else None
+            if action == STALL:
+                time.sleep(STALL_S)  # the memory store commits on the loop: so it stalls
+            elif action is not None:
+                error = (StorageFull if action == "full" else StoreFailed)(
+                    f"failpoint {change.kind}"
+                )
                 break
             if isinstance(change, AppendChunk | Reserve) and change.instance not in known:
                 error = TopicGone(f"topic instance {change.instance} is no longer stored")

@@ -75,7 +75,7 @@ from topics_server.storage.base import (
     Timing,
     TopicGone,
 )
-from topics_server.storage.failpoints import Failpoints
+from topics_server.storage.failpoints import STALL, STALL_S, Failpoints
 from topics_server.storage.records import (
     Chunk,
     Payload,
@@ -108,6 +108,8 @@ FREE_RESUME = 1 << 20  # bytes freed inside the file (by deletes) that let write
 SQLITE_FULL = 13
 INLINE_RECORDS = 256  # an append this small may commit on the loop (and no bigger)
 INLINE_BYTES = 64 << 10
+INLINE_SLOW_S = 0.005  # an inline commit this slow (a stalling disk) ...
+INLINE_PAUSE_S = 1.0  # ... sends every commit to the thread for this long
 INLINE_READ_BYTES = 64 << 10  # a cold range this small is read on the loop
 CHECKPOINT_BYTES = 4 << 20  # WAL size that makes the writer thread checkpoint
 WAL_KEEP_BYTES = 1 << 20  # what a WAL starting over keeps of its file
@@ -248,6 +250,7 @@ class SqliteStore:
         self._handed = 0  # operations queued for the thread (the loop counts)
         self._done = 0  # of those, done and their resolution queued (the thread counts)
         self._batch: list[_Op] = []  # small operations waiting for this loop turn's commit
+        self._inline_paused = 0.0  # monotonic time until which nothing commits inline
         self._since_look = 0  # bytes committed (about) since the WAL's size was looked at
         self._checkpoint_asked = False
         self._wal_path = self.path.with_name(DB_NAME + "-wal")
@@ -378,7 +381,13 @@ class SqliteStore:
             return future
         # nobody waits for a background commit (memory-class records, cursors): it
         # costs the loop nothing on the writer thread, which runs beside it
-        if wait and not fsync and self._handed == self._done and op.small:
+        if (
+            wait
+            and not fsync
+            and self._handed == self._done
+            and op.small
+            and (not self._inline_paused or time.monotonic() >= self._inline_paused)
+        ):
             if not self._batch:
                 self._loop.call_soon(self._flush)
             self._batch.append(op)
@@ -399,10 +408,15 @@ class SqliteStore:
             return
         assert self._conn is not None
         if self._conn_lock.acquire(blocking=False):
+            started = time.monotonic()
             try:
                 self._commit_group(self._conn, ops, inline=True)
             finally:
                 self._conn_lock.release()
+            ended = time.monotonic()
+            # a disk that stalls must not stall the loop again and again: the thread
+            # takes every commit for a while (reads, probes and streams go on meanwhile)
+            self._inline_paused = ended + INLINE_PAUSE_S if ended - started > INLINE_SLOW_S else 0.0
             return
         for op in ops:  # the thread holds the connection (a space probe): it takes them
             self._handed += 1
@@ -934,10 +948,13 @@ class SqliteStore:
 
 
 def _inject(failpoints: Failpoints, op: _Op, change: Change) -> None:
-    full = failpoints.hit(change.kind)
-    if full is None:
+    action = failpoints.hit(change.kind)
+    if action is None:
         return
-    if full:
+    if action == STALL:
+        time.sleep(STALL_S)  # a disk that stops answering for a moment, then recovers
+        return
+    if action == "full":
         op.doomed = StorageFull(f"failpoint {change.kind}: out of space")
         raise sqlite3.OperationalError("database or disk is full (failpoint)")
     op.doomed = StoreFailed(f"failpoint {change.kind}: injected I/O error")
