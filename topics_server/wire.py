@@ -12,7 +12,7 @@ from typing import Any, Final
 import orjson
 from starlette.responses import Response
 
-from topics_server.errors import invalid_request
+from topics_server.errors import ApiError, invalid_request
 
 __all__ = [
     "MAX_DEPTH",
@@ -23,6 +23,7 @@ __all__ = [
     "as_str",
     "as_u64",
     "dumps",
+    "error_response",
     "json_response",
     "loads",
     "now_ms",
@@ -119,3 +120,13 @@ def query_bool(params: Any, name: str, default: bool) -> bool:
     if text in ("false", "0"):
         return False
     return default
+
+
+def error_response(error: ApiError) -> Response:
+    """The canonical error envelope of ``error`` as a response."""
+    return Response(
+        error.body(),
+        status_code=error.status,
+        media_type="application/json",
+        headers=error.headers(),
+    )
