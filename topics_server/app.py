@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from topics_server.api import health, queues, records, routers, topics, watch
 from topics_server.engine.engine import Engine
@@ -73,6 +73,7 @@ def _route(path: str, handlers: Methods) -> Route:
 
 
 # the routes the front answers itself (see Routes), and the SSE streams left to Starlette
+# (no body to read there: a client leaving cannot raise ClientDisconnect past the front)
 _EXACT: dict[str, Methods] = {
     "/v0/health": _methods(GET=health.health),
     "/healthz": _methods(GET=health.health),
@@ -141,6 +142,19 @@ async def _recover(engine: Engine, on_fatal: Callable[[str], None] | None) -> No
     engine.ready = True
 
 
+class _App(Starlette):
+    """Starlette, entered through :class:`Front`: the hot routes never reach its layers."""
+
+    front: Front
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        await self.front(scope, receive, send)
+
+    async def starlette(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None,
     engine: Engine | None = None,
@@ -169,19 +183,10 @@ def create_app(
             await engine.routers.stop()
             await engine.close()
 
-    app = Starlette(
+    keys = parse_keys(settings.api_keys)
+    app = _App(
         routes=_starlette_routes(),
         lifespan=lifespan,
-        middleware=[
-            Middleware(
-                Front,
-                engine=engine,
-                settings=settings,
-                keys=parse_keys(settings.api_keys),
-                routes=Routes(_EXACT, _NAMED),
-                error_response=error_response,
-            )
-        ],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
@@ -189,6 +194,15 @@ def create_app(
         },
     )
     app.router.redirect_slashes = False  # an unknown path is 404, never a redirect
+    app.front = Front(
+        app.starlette,
+        engine=engine,
+        settings=settings,
+        keys=keys,
+        routes=Routes(_EXACT, _NAMED),
+        error_response=error_response,
+        internal=_internal,
+    )
     app.state.settings = settings
     app.state.engine = engine
     return app

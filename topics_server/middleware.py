@@ -229,7 +229,8 @@ class Routes:
 
 
 class Front:
-    """Everything the server checks before a handler runs, in one pure-ASGI layer.
+    """Everything the server checks before a handler runs, in one pure-ASGI layer
+    in front of Starlette (``app``).
 
     In order, each skipped at the cost of one test when it does not apply:
 
@@ -241,11 +242,12 @@ class Front:
 
     Then the route: the non-streaming ones are found in :class:`Routes` and their
     handler called here, an :class:`ApiError` it raises rendered as the envelope;
-    the rest goes to Starlette's router. A client that hangs up before its answer
+    the rest goes to Starlette. A client that hangs up before its answer
     (``topics diff big | head -3``, a killed script) makes the body reader raise
     :class:`ClientDisconnect`: nobody is left to answer, so that is one debug line,
     or one warning when it left halfway through a body it announced. Any other
-    exception goes on out to Starlette's 500 handler.
+    exception from a handler called here is answered by ``internal`` (500) and
+    re-raised, as Starlette's outermost layer does with the ones it sees.
     """
 
     def __init__(
@@ -256,12 +258,14 @@ class Front:
         keys: list[ApiKey],
         routes: Routes,
         error_response: Callable[[ApiError], Response],
+        internal: Callable[[Request, Exception], Awaitable[Response]],
     ) -> None:
         self.app = app
         self.engine = engine
         self.settings = settings
         self.routes = routes
         self.error_response = error_response
+        self.internal = internal
         self.keys = keys
         self.probe_auth = settings.probe_auth
         self.inflight_cap = settings.max_inflight_per_key
@@ -318,10 +322,16 @@ class Front:
             await self.app(scope, receive, send)
             return
         handler, scope["path_params"] = found
+        request = Request(scope, receive, send)
         try:
-            response = await handler(Request(scope, receive, send))
+            response = await handler(request)
         except ApiError as error:
             response = self.error_response(error)
+        except ClientDisconnect:
+            raise
+        except Exception as exc:  # as Starlette's outermost layer does: a 500, then re-raise
+            await (await self.internal(request, exc))(scope, receive, send)
+            raise
         await response(scope, receive, send)
 
     async def _authorised(self, scope: Scope, receive: Receive, send: Send) -> None:
