@@ -66,42 +66,35 @@ def default_max_connections(fd_limit: int) -> int:
 
 
 class _Coalesced:
-    """The connection's transport, sending a response's head with the first body bytes.
+    """The connection's transport, sending a response's head with its body.
 
     uvicorn writes a response's status line and headers as soon as the app starts
     the response, and the body with the next message: two writes, two segments and
-    two wake-ups of the client for every small answer. Here the first write of each
-    request's answer is held until the next write joins it; a head with no body
-    straight after it (HEAD, an event stream, ``100 Continue``) goes out on the
-    next turn of the event loop, and before any close.
+    two wake-ups of the client for every small answer. Here a head that announces a
+    ``content-length`` (every answer but the event streams, whose heads go out at
+    once) is held until the next write joins it; the protocol flushes it when the
+    response completes without a body write (HEAD), and a close flushes it too.
     """
 
-    __slots__ = ("_flush_soon", "_held", "_loop", "_transport", "hold")
+    __slots__ = ("_held", "_transport", "hold")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        self._loop = loop
         self._held: bytes | None = None
-        self._flush_soon: asyncio.Handle | None = None
-        self.hold = False  # hold the next write
+        self.hold = False  # the next head written may wait for its body
 
     def write(self, data: bytes) -> None:
         held = self._held
         if held is not None:
             self._held = None
-            if self._flush_soon is not None:
-                self._flush_soon.cancel()
-                self._flush_soon = None
             self._transport.write(held + data)
-        elif self.hold:
+        elif self.hold and b"\r\ncontent-length: " in data:
             self.hold = False
             self._held = bytes(data)
-            self._flush_soon = self._loop.call_soon(self.flush)
         else:
             self._transport.write(data)
 
     def flush(self) -> None:
-        self._flush_soon = None
         held = self._held
         if held is not None:
             self._held = None
@@ -132,7 +125,7 @@ class _Guarded(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._coalesced = _Coalesced(transport, self.loop)
+        self._coalesced = _Coalesced(transport)
         self.transport = cast(asyncio.Transport, self._coalesced)
         self._timer = None
         self._timer_at = 0.0
@@ -173,6 +166,11 @@ class _Guarded(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._deadline = 0.0
+
+    def on_response_complete(self) -> None:
+        self._coalesced.hold = False
+        self._coalesced.flush()  # a head whose body was never written (HEAD)
+        super().on_response_complete()
 
     def _arm_headers(self) -> None:
         if self._deadline and not self._in_body:
