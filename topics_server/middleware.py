@@ -222,7 +222,10 @@ class Routes:
         if named is None or not name:
             return None
         param, verbs = named
-        methods = verbs.get(parts[4] if len(parts) == 5 else "")
+        verb = ""
+        if len(parts) == 5 and not (verb := parts[4]):
+            return None  # a trailing slash: no route
+        methods = verbs.get(verb)
         if methods is None or (handler := methods.get(method)) is None:
             return None
         return handler, {param: name}
