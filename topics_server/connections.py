@@ -11,7 +11,12 @@ here is uvicorn's httptools protocol, handed to ``uvicorn.Config(http=...)``, wi
   handler reading the body then sees a disconnect, logged as one line;
 - a cap on open connections: a connection past it gets a short grace to send
   its request, which is answered ``429 throttled`` with ``Retry-After`` (by
-  :class:`topics_server.middleware.ConnectionCap`) and closed.
+  :class:`topics_server.middleware.Front`) and closed;
+- a response's head and body sent in one write (:class:`_Coalesced`).
+
+The deadlines share one timer per connection, moved lazily: a request only
+notes when its phase ends, and the timer, when it fires, closes the connection
+or re-arms for what is left.
 """
 
 from __future__ import annotations
