@@ -4,61 +4,46 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from topics_server.api import health, queues, records, routers, topics, watch
 from topics_server.engine.engine import Engine
 from topics_server.errors import ApiError, error_body
-from topics_server.middleware import (
-    Auth,
-    ClientGone,
-    ConnectionCap,
-    EncodedSlashes,
-    ReadinessGate,
-    parse_keys,
-)
+from topics_server.middleware import Front, Handler, Methods, Routes, parse_keys
 from topics_server.settings import Settings
 from topics_server.storage.base import StoreCorrupt
 from topics_server.storage.memory import MemoryStore
+from topics_server.wire import error_response
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("topics_server")
 
 
-def _render(error: ApiError) -> Response:
-    return Response(
-        error.body(),
-        status_code=error.status,
-        media_type="application/json",
-        headers=error.headers(),
-    )
-
-
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return _render(exc)
+    return error_response(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
         error = ApiError(405, "method_not_allowed", f"{request.method} is not allowed here")
-        response = _render(error)
+        response = error_response(error)
         if exc.headers and "Allow" in exc.headers:
             response.headers["allow"] = exc.headers["Allow"]
         return response
     if exc.status_code == 404:
-        return _render(ApiError(404, "not_found", f"no route for {request.url.path}"))
-    return _render(ApiError(exc.status_code, "invalid_request", str(exc.detail)))
+        return error_response(ApiError(404, "not_found", f"no route for {request.url.path}"))
+    return error_response(ApiError(exc.status_code, "invalid_request", str(exc.detail)))
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
@@ -70,13 +55,14 @@ async def _internal(request: Request, exc: Exception) -> Response:
     )
 
 
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _route(path: str, **handlers: Handler) -> Route:
-    """One route per path, dispatching on the method, so a 405 lists every allowed one."""
+def _methods(**handlers: Handler) -> Methods:
     if "GET" in handlers:
         handlers["HEAD"] = handlers["GET"]
+    return handlers
+
+
+def _route(path: str, handlers: Methods) -> Route:
+    """One route per path, dispatching on the method, so a 405 lists every allowed one."""
     if len(handlers) == 1:
         return Route(path, next(iter(handlers.values())), methods=list(handlers))
 
@@ -84,6 +70,62 @@ def _route(path: str, **handlers: Handler) -> Route:
         return await handlers[request.method](request)
 
     return Route(path, dispatch, methods=list(handlers))
+
+
+# the routes the front answers itself (see Routes), and the SSE streams left to Starlette
+# (no body to read there: a client leaving cannot raise ClientDisconnect past the front)
+_EXACT: dict[str, Methods] = {
+    "/v0/health": _methods(GET=health.health),
+    "/healthz": _methods(GET=health.health),
+    "/v0/ready": _methods(GET=health.ready),
+    "/readyz": _methods(GET=health.ready),
+    "/v0/metrics": _methods(GET=health.metrics),
+    "/v0/topics": _methods(GET=topics.list_topics),
+    "/v0/routers": _methods(GET=routers.list_routers),
+    "/v0/watch": _methods(POST=watch.create_watch),
+}
+_NAMED: dict[str, tuple[str, dict[str, Methods]]] = {
+    "topics": (
+        "topic",
+        {
+            "": _methods(
+                GET=topics.get_topic,
+                PUT=topics.put_topic,
+                POST=records.write,
+                DELETE=topics.delete_topic,
+            ),
+            "diff": _methods(POST=records.diff),
+            "delete": _methods(POST=records.delete_records),
+            "claim": _methods(POST=queues.claim),
+            "ack": _methods(POST=queues.ack),
+            "nack": _methods(POST=queues.nack),
+            "extend": _methods(POST=queues.extend),
+        },
+    ),
+    "routers": (
+        "router",
+        {
+            "": _methods(
+                GET=routers.get_router, PUT=routers.put_router, DELETE=routers.delete_router
+            )
+        },
+    ),
+}
+_STREAMS: dict[str, Methods] = {
+    "/v0/topics/{topic}/work": _methods(GET=queues.work),
+    "/v0/watch/{wid}": _methods(GET=watch.stream_watch),
+}
+
+
+def _starlette_routes() -> list[Route]:
+    """Every route, for Starlette's router: the 404s, 405s and streams reach it."""
+    routes = [_route(path, methods) for path, methods in _EXACT.items()]
+    for collection, (param, verbs) in _NAMED.items():
+        for verb, methods in verbs.items():
+            path = f"/v0/{collection}/{{{param}}}" + (f"/{verb}" if verb else "")
+            routes.append(_route(path, methods))
+    routes += [_route(path, methods) for path, methods in _STREAMS.items()]
+    return routes
 
 
 async def _recover(engine: Engine, on_fatal: Callable[[str], None] | None) -> None:
@@ -98,6 +140,19 @@ async def _recover(engine: Engine, on_fatal: Callable[[str], None] | None) -> No
     await engine.finish_recovery()
     engine.routers.start()
     engine.ready = True
+
+
+class _App(Starlette):
+    """Starlette, entered through :class:`Front`: the hot routes never reach its layers."""
+
+    front: Front
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        await self.front(scope, receive, send)
+
+    async def starlette(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -128,53 +183,10 @@ def create_app(
             await engine.routers.stop()
             await engine.close()
 
-    routes = [
-        _route("/v0/health", GET=health.health),
-        _route("/healthz", GET=health.health),
-        _route("/v0/ready", GET=health.ready),
-        _route("/readyz", GET=health.ready),
-        _route("/v0/metrics", GET=health.metrics),
-        _route("/v0/topics", GET=topics.list_topics),
-        _route(
-            "/v0/topics/{topic}",
-            GET=topics.get_topic,
-            PUT=topics.put_topic,
-            POST=records.write,
-            DELETE=topics.delete_topic,
-        ),
-        _route("/v0/topics/{topic}/diff", POST=records.diff),
-        _route("/v0/topics/{topic}/delete", POST=records.delete_records),
-        _route("/v0/topics/{topic}/claim", POST=queues.claim),
-        _route("/v0/topics/{topic}/ack", POST=queues.ack),
-        _route("/v0/topics/{topic}/nack", POST=queues.nack),
-        _route("/v0/topics/{topic}/extend", POST=queues.extend),
-        _route("/v0/topics/{topic}/work", GET=queues.work),
-        _route("/v0/routers", GET=routers.list_routers),
-        _route("/v0/watch", POST=watch.create_watch),
-        _route("/v0/watch/{wid}", GET=watch.stream_watch),
-        _route(
-            "/v0/routers/{router}",
-            GET=routers.get_router,
-            PUT=routers.put_router,
-            DELETE=routers.delete_router,
-        ),
-    ]
-    app = Starlette(
-        routes=routes,
+    keys = parse_keys(settings.api_keys)
+    app = _App(
+        routes=_starlette_routes(),
         lifespan=lifespan,
-        middleware=[
-            Middleware(ClientGone),
-            Middleware(ConnectionCap),
-            Middleware(
-                Auth,
-                keys=parse_keys(settings.api_keys),
-                probe_auth=settings.probe_auth,
-                inflight=settings.max_inflight_per_key,
-                streams_per_key=settings.max_sse_connections_per_key,
-            ),
-            Middleware(EncodedSlashes),
-            Middleware(ReadinessGate, engine=engine),
-        ],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
@@ -182,6 +194,15 @@ def create_app(
         },
     )
     app.router.redirect_slashes = False  # an unknown path is 404, never a redirect
+    app.front = Front(
+        app.starlette,
+        engine=engine,
+        settings=settings,
+        keys=keys,
+        routes=Routes(_EXACT, _NAMED),
+        error_response=error_response,
+        internal=_internal,
+    )
     app.state.settings = settings
     app.state.engine = engine
     return app

@@ -1,11 +1,14 @@
-"""The server's pure-ASGI middleware, outermost first, and the API-key table it checks.
+"""The one pure-ASGI layer in front of the server's handlers, and the API-key table.
 
-    ClientGone      a client that hangs up before its answer is routine: one debug line
-    ConnectionCap   a connection opened past the cap answers 503 + Retry-After, then closes
-    Auth            authenticate (401) -> the key's in-flight cap (429) -> scope (403)
+:class:`Front` does, in order (each costs one test when it does not apply):
+
+    connection cap  a connection opened past the cap answers 429 + Retry-After, then closes
+    API keys        authenticate (401) -> the key's in-flight cap (429) -> scope (403)
                     -> the path's name against the key's prefixes (403)        (SPEC §12)
-    EncodedSlashes  a name segment holding ``%2F`` is an invalid name (400 / 404)  (SPEC §0.3)
-    ReadinessGate   while the engine recovers, everything but the probes is 503
+    encoded slash   a name segment holding ``%2F`` is an invalid name (400 / 404)  (SPEC §0.3)
+    readiness       while the engine recovers, everything but the probes is 503
+    routing         the hot routes straight to their handler, the rest to Starlette
+    client gone     a client that hangs up before its answer is routine: one debug line
 
 ``TOPICS_API_KEYS`` holds comma-separated entries ``secret[:scopes[:prefixes]]``.
 Only SHA-256 digests are kept, and a presented token is compared against every
@@ -24,25 +27,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote
 
-from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from topics_server.engine.engine import Engine
 from topics_server.errors import ApiError, invalid_request, throttled
-from topics_server.settings import SettingsError
+from topics_server.settings import Settings, SettingsError
 
 __all__ = [
+    "ENGINE",
     "OVER_CAPACITY",
+    "PARTIAL_BODY",
+    "SETTINGS",
     "ApiKey",
-    "Auth",
-    "ClientGone",
-    "ConnectionCap",
-    "EncodedSlashes",
-    "ReadinessGate",
+    "Front",
+    "Routes",
     "parse_keys",
     "path_segments",
     "render",
@@ -51,6 +56,11 @@ __all__ = [
 PROBES = frozenset({"/v0/health", "/healthz", "/v0/ready", "/readyz"})
 # set in a request's scope (to the cap) by the HTTP protocol when its connection is past it
 OVER_CAPACITY: Final = "topics.over_capacity"
+# set in every request's scope by the front: the app's engine and settings
+ENGINE: Final = "topics.engine"
+SETTINGS: Final = "topics.settings"
+# set by the body reader when the client left after part of a body it announced
+PARTIAL_BODY: Final = "topics.partial_body"
 
 
 async def render(error: ApiError, scope: Scope, receive: Receive, send: Send) -> None:
@@ -73,81 +83,6 @@ def path_segments(scope: Scope) -> list[str]:
 
 
 log = logging.getLogger("topics_server")
-
-
-# -- clients that leave --------------------------------------------------------------
-
-
-class ClientGone:
-    """A client that disconnects before its answer (``topics diff big | head -3``, a
-    killed script) makes Starlette raise :class:`ClientDisconnect` where the request body
-    is read. Nobody is left to answer. A reader leaving is routine: one debug line. A
-    request cut off halfway through its body (part of it arrived, then the connection
-    closed, or the body deadline closed it) is worth one warning line. Never an
-    "internal error" with a traceback."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        partial = False  # part of the body arrived, more was announced
-
-        async def watching() -> Message:
-            nonlocal partial
-            message = await receive()
-            if message["type"] == "http.request":
-                partial = bool(message.get("more_body"))
-            return message
-
-        try:
-            await self.app(scope, watching, send)
-        except ClientDisconnect:
-            client = scope.get("client")
-            peer = "?" if not client else f"{client[0]}:{client[1]}"
-            method, path = scope.get("method"), scope.get("path")
-            if partial:
-                log.warning(
-                    "client %s went away before sending its whole request: %s %s",
-                    peer,
-                    method,
-                    path,
-                )
-            else:
-                log.debug("client %s went away before its answer: %s %s", peer, method, path)
-
-
-# -- connection cap ---------------------------------------------------------------
-
-
-class ConnectionCap:
-    """Requests on a connection the server accepted past its cap get 429 and a close."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope.get(OVER_CAPACITY):
-            await self.app(scope, receive, send)
-            return
-        cap = scope[OVER_CAPACITY]
-        # a resource cap like the others of SPEC §13: 429 throttled, Retry-After 1
-        error = ApiError(
-            429,
-            "throttled",
-            f"the server holds its maximum of {cap} connections; retry shortly",
-            {"limit": "max_connections", "max": cap},
-        )
-        headers = [(b"connection", b"close")]
-
-        async def closing(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = list(message["headers"]) + headers
-            await send(message)
-
-        await render(error, scope, receive, closing)
 
 
 # -- API keys (SPEC §12.1) ----------------------------------------------------------
@@ -255,32 +190,154 @@ def _rule(method: str, segments: list[str]) -> tuple[tuple[str, ...], str | None
     return (*_RULES.get((method, (rest[0], "*", *rest[2:])), _NO_RULE), name)
 
 
-class Auth:
-    """API keys, scopes, prefixes and per-key slots, before anything else."""
+# -- the one layer in front of the app --------------------------------------------------
+
+Handler = Callable[[Request], Awaitable[Response]]
+Methods = dict[str, Handler]
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """The routes the front answers itself, without Starlette's regex walk.
+
+    ``exact``: path -> method -> handler. ``named``: collection (``topics``) ->
+    (the path parameter's name, verb or ``""`` -> method -> handler), for
+    ``/v0/{collection}/{name}[/{verb}]``. Anything else (an unknown path, a method
+    a route lacks, the SSE streams) goes on to Starlette's router.
+    """
+
+    exact: dict[str, Methods]
+    named: dict[str, tuple[str, dict[str, Methods]]]
+
+    def find(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
+        methods = self.exact.get(path)
+        if methods is not None:
+            handler = methods.get(method)
+            return None if handler is None else (handler, {})
+        parts = path.split("/")
+        if len(parts) < 4 or len(parts) > 5 or parts[0] or parts[1] != "v0":
+            return None
+        named = self.named.get(parts[2])
+        name = parts[3]
+        if named is None or not name:
+            return None
+        param, verbs = named
+        verb = ""
+        if len(parts) == 5 and not (verb := parts[4]):
+            return None  # a trailing slash: no route
+        methods = verbs.get(verb)
+        if methods is None or (handler := methods.get(method)) is None:
+            return None
+        return handler, {param: name}
+
+
+class Front:
+    """Everything the server checks before a handler runs, in one pure-ASGI layer
+    in front of Starlette (``app``).
+
+    In order, each skipped at the cost of one test when it does not apply:
+
+    - a connection accepted past the cap: 429 + Retry-After, then the connection closes;
+    - API keys: authenticate (401) -> the key's in-flight cap (429) -> scope (403)
+      -> the path's name against the key's prefixes (403)                 (SPEC §12);
+    - a name segment holding ``%2F`` is an invalid name (400 / 404)      (SPEC §0.3);
+    - while the engine recovers, everything but the probes is 503 ``not_ready``.
+
+    Then the route: the non-streaming ones are found in :class:`Routes` and their
+    handler called here, an :class:`ApiError` it raises rendered as the envelope;
+    the rest goes to Starlette. A client that hangs up before its answer
+    (``topics diff big | head -3``, a killed script) makes the body reader raise
+    :class:`ClientDisconnect`: nobody is left to answer, so that is one debug line,
+    or one warning when it left halfway through a body it announced. Any other
+    exception from a handler called here is answered by ``internal`` (500) and
+    re-raised, as Starlette's outermost layer does with the ones it sees.
+    """
 
     def __init__(
         self,
         app: ASGIApp,
+        engine: Engine,
+        settings: Settings,
         keys: list[ApiKey],
-        probe_auth: bool,
-        inflight: int,
-        streams_per_key: int,
+        routes: Routes,
+        error_response: Callable[[ApiError], Response],
+        internal: Callable[[Request, Exception], Awaitable[Response]],
     ) -> None:
         self.app = app
+        self.engine = engine
+        self.settings = settings
+        self.routes = routes
+        self.error_response = error_response
+        self.internal = internal
         self.keys = keys
-        self.probe_auth = probe_auth
-        self.inflight_cap = inflight
-        self.streams_cap = streams_per_key
+        self.probe_auth = settings.probe_auth
+        self.inflight_cap = settings.max_inflight_per_key
+        self.streams_cap = settings.max_sse_connections_per_key
         self.inflight: dict[int, int] = {}
         self.streams: dict[int, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["path"] in PROBES and not self.probe_auth:
+        scope[ENGINE] = self.engine
+        scope[SETTINGS] = self.settings
+        try:
+            if scope.get(OVER_CAPACITY):
+                await _over_capacity(scope, receive, send)
+            elif self.keys and (self.probe_auth or scope["path"] not in PROBES):
+                await self._authorised(scope, receive, send)
+            else:
+                await self._admitted(scope, receive, send)
+        except ClientDisconnect:
+            client = scope.get("client")
+            peer = "?" if not client else f"{client[0]}:{client[1]}"
+            method, path = scope.get("method"), scope.get("path")
+            if scope.get(PARTIAL_BODY):
+                log.warning(
+                    "client %s went away before sending its whole request: %s %s",
+                    peer,
+                    method,
+                    path,
+                )
+            else:
+                log.debug("client %s went away before its answer: %s %s", peer, method, path)
+
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw: bytes | None = scope.get("raw_path")
+        if raw and b"%" in raw and b"%2f" in raw.lower():
+            refused = _encoded_slash(scope)
+            if refused is not None:
+                await render(refused, scope, receive, send)
+                return
+        path: str = scope["path"]
+        if not self.engine.ready and path not in PROBES:
+            error = ApiError(
+                503,
+                "not_ready",
+                "the server is recovering its state",
+                {"replay_progress": round(self.engine.recovery_progress, 3)},
+            )
+            await render(error, scope, receive, send)
+            return
+        found = None if scope.get("root_path") else self.routes.find(scope["method"], path)
+        if found is None:
             await self.app(scope, receive, send)
             return
+        handler, scope["path_params"] = found
+        request = Request(scope, receive, send)
+        try:
+            response = await handler(request)
+        except ApiError as error:
+            response = self.error_response(error)
+        except ClientDisconnect:
+            raise
+        except Exception as exc:  # as Starlette's outermost layer does: a 500, then re-raise
+            await (await self.internal(request, exc))(scope, receive, send)
+            raise
+        await response(scope, receive, send)
+
+    async def _authorised(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
         scopes, kind, stream, name = _rule(
             "GET" if method == "HEAD" else method, path_segments(scope)
@@ -309,7 +366,7 @@ class Auth:
             return
         slots[key.index] = count + 1
         try:
-            await self.app(scope, receive, send)
+            await self._admitted(scope, receive, send)
         finally:
             slots[key.index] -= 1
 
@@ -338,10 +395,27 @@ class Auth:
         return found
 
 
-# -- names holding an encoded slash (SPEC §0.3) -----------------------------------------
+async def _over_capacity(scope: Scope, receive: Receive, send: Send) -> None:
+    """A request on a connection accepted past the cap: 429 and a close."""
+    cap = scope[OVER_CAPACITY]
+    # a resource cap like the others of SPEC §13: 429 throttled, Retry-After 1
+    error = ApiError(
+        429,
+        "throttled",
+        f"the server holds its maximum of {cap} connections; retry shortly",
+        {"limit": "max_connections", "max": cap},
+    )
+    headers = [(b"connection", b"close")]
+
+    async def closing(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = list(message["headers"]) + headers
+        await send(message)
+
+    await render(error, scope, receive, closing)
 
 
-class EncodedSlashes:
+def _encoded_slash(scope: Scope) -> ApiError | None:
     """A name segment holding an encoded ``/`` (``%2F``) is a bad name.
 
     The server decodes the whole path before routing, so ``a%2Fb`` would look
@@ -349,54 +423,16 @@ class EncodedSlashes:
     answer as the contract does for any invalid name: 400 where the request
     would create it, 404 ``topic_not_found``/``router_not_found`` for look-ups.
     """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw: bytes = scope.get("raw_path") or b""
-        if scope["type"] != "http" or b"%2f" not in raw.lower():
-            await self.app(scope, receive, send)
-            return
-        parts = path_segments(scope)
-        if len(parts) < 4 or parts[1] != "v0" or parts[2] not in ("topics", "routers"):
-            await self.app(scope, receive, send)
-            return
-        name = parts[3]
-        if "/" not in name:  # the encoded slash is elsewhere in the path
-            await self.app(scope, receive, send)
-            return
-        kind = "topic" if parts[2] == "topics" else "router"
-        creates = len(parts) == 4 and scope["method"] in (
-            ("PUT", "POST") if kind == "topic" else ("PUT",)
-        )
-        if creates:
-            error = invalid_request(f"invalid {kind} name {name!r}", **{kind: name})
-        else:
-            error = ApiError(
-                404, f"{kind}_not_found", f"{kind} {name!r} does not exist", {kind: name}
-            )
-        await render(error, scope, receive, send)
-
-
-# -- readiness ------------------------------------------------------------------------
-
-
-class ReadinessGate:
-    """While the engine recovers, everything but the probes is 503 ``not_ready``."""
-
-    def __init__(self, app: ASGIApp, engine: Engine) -> None:
-        self.app = app
-        self.engine = engine
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.engine.ready or scope["path"] in PROBES:
-            await self.app(scope, receive, send)
-            return
-        error = ApiError(
-            503,
-            "not_ready",
-            "the server is recovering its state",
-            {"replay_progress": round(self.engine.recovery_progress, 3)},
-        )
-        await render(error, scope, receive, send)
+    parts = path_segments(scope)
+    if len(parts) < 4 or parts[1] != "v0" or parts[2] not in ("topics", "routers"):
+        return None
+    name = parts[3]
+    if "/" not in name:  # the encoded slash is elsewhere in the path
+        return None
+    kind = "topic" if parts[2] == "topics" else "router"
+    creates = len(parts) == 4 and scope["method"] in (
+        ("PUT", "POST") if kind == "topic" else ("PUT",)
+    )
+    if creates:
+        return invalid_request(f"invalid {kind} name {name!r}", **{kind: name})
+    return ApiError(404, f"{kind}_not_found", f"{kind} {name!r} does not exist", {kind: name})

@@ -192,6 +192,9 @@ async def _serve(settings: Settings, engine: Engine, sock: socket.socket, announ
         access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         server_header=False,
+        # X-Forwarded-For/-Proto are believed only from the proxies an operator names
+        # in uvicorn's FORWARDED_ALLOW_IPS; without it, no per-request layer for them
+        proxy_headers="FORWARDED_ALLOW_IPS" in os.environ,
     )
     server = _Server(config, engine)
     task = asyncio.create_task(server.serve(sockets=[sock]))

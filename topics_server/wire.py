@@ -12,17 +12,19 @@ from typing import Any, Final
 import orjson
 from starlette.responses import Response
 
-from topics_server.errors import invalid_request
+from topics_server.errors import ApiError, invalid_request
 
 __all__ = [
     "MAX_DEPTH",
     "U32_MAX",
     "U64_MAX",
+    "JsonResponse",
     "as_bool",
     "as_object",
     "as_str",
     "as_u64",
     "dumps",
+    "error_response",
     "json_response",
     "loads",
     "now_ms",
@@ -35,6 +37,7 @@ MAX_DEPTH: Final = 128  # objects and arrays, counted from the body's top (SPEC 
 # orjson encodes at most this many levels; anything accepted must encode again
 _ENCODABLE_DEPTH: Final = 254
 dumps = orjson.dumps
+_JSON_TYPE: Final = (b"content-type", b"application/json")
 
 
 def loads(body: bytes) -> Any:
@@ -75,7 +78,20 @@ def json_response(
     """Attach the ``performance`` block (SPEC §0.7) and render."""
     performance["server_total_ms"] = round((time.perf_counter() - started) * 1000, 3)
     body["performance"] = performance
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    return JsonResponse(orjson.dumps(body), status)
+
+
+class JsonResponse(Response):
+    """A JSON body already encoded: Starlette's :class:`Response` without the header
+    building it does for any media type and any extra headers (same bytes out)."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status_code: int = 200) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [(b"content-length", b"%d" % len(body)), _JSON_TYPE]
 
 
 def as_object(value: Any, name: str) -> dict[str, Any]:
@@ -119,3 +135,13 @@ def query_bool(params: Any, name: str, default: bool) -> bool:
     if text in ("false", "0"):
         return False
     return default
+
+
+def error_response(error: ApiError) -> Response:
+    """The canonical error envelope of ``error`` as a response."""
+    return Response(
+        error.body(),
+        status_code=error.status,
+        media_type="application/json",
+        headers=error.headers(),
+    )

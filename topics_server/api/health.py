@@ -12,7 +12,7 @@ from topics_server import __version__
 from topics_server.api.common import engine_of, key_of
 from topics_server.errors import ApiError
 from topics_server.metrics import metrics_json, metrics_text
-from topics_server.wire import json_response, now_ms
+from topics_server.wire import JsonResponse, json_response, now_ms
 
 __all__ = ["health", "metrics", "ready"]
 
@@ -23,7 +23,7 @@ def _uptime_ms(request: Request) -> int:
 
 async def health(request: Request) -> Response:
     body = {"status": "ok", "version": __version__, "uptime_ms": _uptime_ms(request)}
-    return Response(orjson.dumps(body), media_type="application/json")
+    return JsonResponse(orjson.dumps(body))
 
 
 async def ready(request: Request) -> Response:
@@ -44,7 +44,7 @@ async def ready(request: Request) -> Response:
         "topics": len(engine.topics),
         "storage": "full" if engine.store.full else "ok",
     }
-    return Response(orjson.dumps(body), media_type="application/json")
+    return JsonResponse(orjson.dumps(body))
 
 
 async def metrics(request: Request) -> Response:

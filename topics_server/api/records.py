@@ -12,8 +12,10 @@ from starlette.responses import Response
 
 from topics_server.api.common import (
     engine_of,
+    header,
     key_of,
     parse_nodes,
+    query_flag,
     read_json,
     require_dead_letter,
     settings_of,
@@ -32,7 +34,6 @@ from topics_server.wire import (
     as_str,
     as_u64,
     json_response,
-    query_bool,
 )
 
 __all__ = ["delete_records", "diff", "parse_batch", "write"]
@@ -146,7 +147,7 @@ async def write(request: Request) -> Response:
         as_bool(v, "disable_backpressure")
     key = get("idempotency_key")
     if key is None:
-        key = request.headers.get("idempotency-key")
+        key = header(request, b"idempotency-key")
     if key is not None:
         as_str(key, "idempotency_key", settings.max_idempotency_key_bytes)
     batch_node = get("node")
@@ -164,7 +165,7 @@ async def write(request: Request) -> Response:
         "first_seq": outcome.first_seq,
         "last_seq": outcome.last_seq,
     }
-    if query_bool(request.query_params, "return_seqs", True):
+    if query_flag(request, "return_seqs", True):
         out["seqs"] = list(range(outcome.first_seq, outcome.last_seq + 1))
     out["head_seq"] = outcome.head_seq
     out["count"] = outcome.count

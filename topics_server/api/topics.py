@@ -11,7 +11,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from topics_server.api.common import engine_of, key_of, read_json, require_dead_letter
+from topics_server.api.common import (
+    engine_of,
+    key_of,
+    query_flag,
+    read_json,
+    require_dead_letter,
+)
 from topics_server.engine.config import parse_config
 from topics_server.engine.engine import Engine
 from topics_server.engine.log import TopicLog
@@ -62,7 +68,7 @@ async def get_topic(request: Request) -> Response:
     name: str = request.path_params["topic"]
     await engine.routers.catch_up(name)
     log = engine.require(name)
-    if query_bool(request.query_params, "touch", True):
+    if query_flag(request, "touch", True):
         engine.mark_read(log, now)
     return json_response(topic_state(engine, log, now), started)
 
