@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -188,3 +189,16 @@ def create_many(base_url: str, names: list[str], workers: int = 4) -> None:
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(run, [names[i::workers] for i in range(workers)]))
+
+
+def closed_by_server(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes ``sock`` within ``within`` seconds (EOF or reset)."""
+    sock.settimeout(within)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True

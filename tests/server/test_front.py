@@ -16,7 +16,15 @@ import httpx
 import orjson
 import pytest
 
-from tests.server._helpers import assert_error, ok, poll, put_topic, unique, write
+from tests.server._helpers import (
+    assert_error,
+    closed_by_server,
+    ok,
+    poll,
+    put_topic,
+    unique,
+    write,
+)
 from tests.serverproc import ServerProcess
 
 # -- routes: what the front's table does not own still gets Starlette's answers ----------
@@ -152,18 +160,6 @@ def test_head_answers_then_the_connection_goes_on(server: ServerProcess, topic: 
 # -- deadlines on a kept-alive connection ----------------------------------------------------
 
 
-def closed_within(sock: socket.socket, seconds: float) -> bool:
-    sock.settimeout(seconds)
-    try:
-        while sock.recv(4096):
-            pass
-    except TimeoutError:
-        return False
-    except ConnectionResetError:
-        pass
-    return True
-
-
 def test_header_deadline_holds_after_answered_requests_and_a_slow_body(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
@@ -191,7 +187,7 @@ def test_header_deadline_holds_after_answered_requests_and_a_slow_body(
         assert read_answer(sock)[0].startswith(b"HTTP/1.1 200")
         sock.sendall(b"GET /v0/health HTTP/1.1\r\nhost: te")  # never finished
         started = time.monotonic()
-        assert closed_within(sock, 10)
+        assert closed_by_server(sock, 10)
         assert time.monotonic() - started < 5
 
 

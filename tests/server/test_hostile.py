@@ -18,7 +18,16 @@ import httpx
 import orjson
 import pytest
 
-from tests.server._helpers import assert_error, diff, ok, poll, put_topic, unique, write
+from tests.server._helpers import (
+    assert_error,
+    closed_by_server,
+    diff,
+    ok,
+    poll,
+    put_topic,
+    unique,
+    write,
+)
 from tests.serverproc import ServerProcess
 
 U64_MAX = 2**64 - 1
@@ -162,19 +171,6 @@ def sockets(port: int, count: int) -> Iterator[list[socket.socket]]:
     finally:
         for sock in opened:
             sock.close()
-
-
-def closed_by_server(sock: socket.socket, within: float) -> bool:
-    """Whether the server closes ``sock`` within ``within`` seconds (EOF or reset)."""
-    sock.settimeout(within)
-    try:
-        while sock.recv(4096):
-            pass
-    except TimeoutError:
-        return False
-    except ConnectionResetError:
-        pass
-    return True
 
 
 def request_head(path: str = "/v0/health", method: str = "GET", extra: str = "") -> bytes:

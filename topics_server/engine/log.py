@@ -32,7 +32,16 @@ from topics_server.engine.idempotency import IdempotencyTable
 from topics_server.engine.predicates import TagPredicate
 from topics_server.storage.records import Chunk, Payload
 
-__all__ = ["HOT_RECORDS", "ColdMiss", "ReadResult", "RecordRun", "TopicLog", "Totals", "WireRecord"]
+__all__ = [
+    "HOT_RECORDS",
+    "ColdMiss",
+    "ReadResult",
+    "RecordRun",
+    "TopicLog",
+    "Totals",
+    "WireRecord",
+    "wire_record",
+]
 
 # A read that only skips (deleted or node-filtered records) stops after this many
 # examined seqs so one request never walks an unbounded log (SPEC §4.2 allows it).
@@ -47,6 +56,19 @@ WireRecord = tuple[int, int, str | None, str | None, str, str | None, int]
 # of one chunk (``first`` is the chunk's first seq), none skipped in between; their
 # columns are ``payload``'s ``[start:stop]``
 RecordRun = tuple[int, int, Payload, int, int]
+
+
+def wire_record(seq: int, ts: int, payload: Payload, i: int) -> WireRecord:
+    """Record ``i`` of a chunk's payload, delivered as ``seq`` written at ``ts``."""
+    return (
+        seq,
+        ts,
+        payload.nodes[i] if payload.nodes is not None else None,
+        payload.tags[i] if payload.tags is not None else None,
+        payload.datas[i],
+        payload.metas[i] if payload.metas is not None else None,
+        payload.hops[i] if payload.hops is not None else 0,
+    )
 
 
 class ColdMiss(Exception):
@@ -391,15 +413,7 @@ class TopicLog:
         payload = chunk.payload or cold.get(chunk.first)
         if payload is None:
             raise ColdMiss(chunk.first, chunk.first, sum(chunk.sizes))
-        return (
-            seq,
-            chunk.ts,
-            payload.nodes[i] if payload.nodes is not None else None,
-            payload.tags[i] if payload.tags is not None else None,
-            payload.datas[i],
-            payload.metas[i] if payload.metas is not None else None,
-            payload.hops[i] if payload.hops is not None else 0,
-        )
+        return wire_record(seq, chunk.ts, payload, i)
 
     def delete_seqs(self, seqs: Iterable[int]) -> list[int]:
         """Delete the given seqs where live; returns the seqs actually deleted."""

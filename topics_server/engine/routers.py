@@ -36,7 +36,7 @@ import orjson
 from sortedcontainers import SortedDict
 
 from topics_server.engine.config import TopicConfig
-from topics_server.engine.log import TopicLog, WireRecord
+from topics_server.engine.log import TopicLog, WireRecord, wire_record
 from topics_server.engine.predicates import TagPredicate
 from topics_server.errors import ApiError, throttled, topic_not_found
 from topics_server.storage.base import AppendChunk, Change, DropRouter, RouterCursor, SaveRouter
@@ -352,7 +352,10 @@ class Routers:
             if durability not in ("memory", "disk") and durability != source.config.durability:
                 continue
             if records is None:
-                records = _records(chunk, payload)
+                # a chunk just assigned: none of its records is deleted yet
+                records = [
+                    wire_record(chunk.first + i, chunk.ts, payload, i) for i in range(len(chunk))
+                ]
             copies = [r for r in records if _forwards(spec, r)]
             if not copies:
                 out.append(
@@ -550,19 +553,6 @@ class Routers:
         router.cursor = lost_to
         self.engine.store.commit(RouterCursor(router.name, lost_to, 0), wait=False)
         return True
-
-
-def _records(chunk: Chunk, payload: Payload) -> list[WireRecord]:
-    """The records of a chunk just assigned (none deleted yet), as a pass reads them."""
-    n = len(chunk)
-    nodes = payload.nodes or [None] * n
-    tags = payload.tags or [None] * n
-    metas = payload.metas or [None] * n
-    hops = payload.hops or [0] * n
-    first, ts = chunk.first, chunk.ts
-    return [
-        (first + i, ts, nodes[i], tags[i], payload.datas[i], metas[i], hops[i]) for i in range(n)
-    ]
 
 
 def _forwards(spec: RouterSpec, record: WireRecord) -> bool:

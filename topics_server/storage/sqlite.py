@@ -219,7 +219,7 @@ def _connect(path: Path, cache_kib: int = 16384) -> sqlite3.Connection:
     # not write every freed page again (some SQLite builds default to secure_delete=ON)
     conn.execute("PRAGMA secure_delete=FAST")
     conn.execute(f"PRAGMA cache_size=-{cache_kib}")  # the writer's 16 MiB holds hot pages
-    # checkpoints run on the writer thread's own connection, never inside a commit
+    # the writer thread checkpoints (SqliteStore._checkpoint), never inside a commit
     conn.execute("PRAGMA wal_autocheckpoint=0")
     return conn
 
