@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.serverproc import ServerProcess
 
-__all__ = ["PAYLOAD", "RawClient", "ServerProcess", "percentile", "report", "rss_mb"]
+__all__ = ["PAYLOAD", "RawClient", "ServerProcess", "cpu_seconds", "percentile", "report", "rss_mb"]
 
 # compact JSON of this is exactly 100 bytes
 PAYLOAD = {"payload": "x" * 86}
@@ -81,3 +82,13 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -15,7 +15,7 @@ import time
 import httpx
 import orjson
 
-from bench._common import RawClient, ServerProcess, percentile, report
+from bench._common import RawClient, ServerProcess, cpu_seconds, percentile, report
 
 
 class RawWatcher:
@@ -56,7 +56,10 @@ class RawWatcher:
             writer.close()
 
 
-async def latency(url: str, topic: str, watchers: int, writes: int = 300) -> list[float]:
+async def latency(
+    url: str, topic: str, watchers: int, pid: int, writes: int = 300
+) -> tuple[list[float], float]:
+    """Write -> deliver samples (ms), and the server's CPU per write per watcher (µs)."""
     async with httpx.AsyncClient(base_url=url) as http:
         await http.put(f"/v0/topics/{topic}", json={})
         wids = [
@@ -69,6 +72,7 @@ async def latency(url: str, topic: str, watchers: int, writes: int = 300) -> lis
     await asyncio.gather(*(e.wait() for e in readies))
     await asyncio.sleep(0.2)
     sent: dict[int, float] = {}
+    cpu = cpu_seconds(pid)
     async with RawClient(url) as writer:
         for i in range(writes):
             sent[i] = time.perf_counter()
@@ -77,9 +81,11 @@ async def latency(url: str, topic: str, watchers: int, writes: int = 300) -> lis
     deadline = time.monotonic() + 20
     while any(len(r.received) < writes for r in readers) and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
+    cpu = cpu_seconds(pid) - cpu
     for task in tasks:
         task.cancel()
-    return [(t - sent[rec["data"]]) * 1000 for r in readers for t, rec in r.received]  # type: ignore[index]
+    samples = [(t - sent[rec["data"]]) * 1000 for r in readers for t, rec in r.received]  # type: ignore[index]
+    return samples, cpu / writes / watchers * 1e6
 
 
 async def router_latency(url: str, writes: int = 300) -> tuple[list[float], list[float]]:
@@ -140,12 +146,18 @@ async def fan_out(url: str, watchers: int = 100, batches: int = 200) -> float:
 def main() -> None:
     with ServerProcess() as server:
         for n, target in ((1, ""), (10, "p99 <= 5 ms"), (100, "p99 <= 25 ms")):
-            samples = asyncio.run(latency(server.url, f"lat{n}", n))
+            assert server.proc is not None
+            samples, per_watcher = asyncio.run(latency(server.url, f"lat{n}", n, server.proc.pid))
             report(
                 f"write->deliver, {n:3} watchers p50 / p99",
                 percentile(samples, 50),
                 f"ms / {percentile(samples, 99):.2f} ms",
                 target,
+            )
+            report(
+                f"server CPU per write per watcher, {n:3} watchers",
+                per_watcher,
+                "µs (the write itself included)",
             )
         added, e2e = asyncio.run(router_latency(server.url))
         report(

@@ -72,8 +72,8 @@ def _route(path: str, handlers: Methods) -> Route:
     return Route(path, dispatch, methods=list(handlers))
 
 
-# the routes the front answers itself (see Routes), and the SSE streams left to Starlette
-# (no body to read there: a client leaving cannot raise ClientDisconnect past the front)
+# every route, answered by the front itself (see Routes); Starlette's router only
+# answers what matches none of them (404, 405), with the same table
 _EXACT: dict[str, Methods] = {
     "/v0/health": _methods(GET=health.health),
     "/healthz": _methods(GET=health.health),
@@ -100,6 +100,7 @@ _NAMED: dict[str, tuple[str, dict[str, Methods]]] = {
             "ack": _methods(POST=queues.ack),
             "nack": _methods(POST=queues.nack),
             "extend": _methods(POST=queues.extend),
+            "work": _methods(GET=queues.work),
         },
     ),
     "routers": (
@@ -110,21 +111,18 @@ _NAMED: dict[str, tuple[str, dict[str, Methods]]] = {
             )
         },
     ),
-}
-_STREAMS: dict[str, Methods] = {
-    "/v0/topics/{topic}/work": _methods(GET=queues.work),
-    "/v0/watch/{wid}": _methods(GET=watch.stream_watch),
+    "watch": ("wid", {"": _methods(GET=watch.stream_watch)}),
 }
 
 
 def _starlette_routes() -> list[Route]:
-    """Every route, for Starlette's router: the 404s, 405s and streams reach it."""
+    """Every route, for Starlette's router: what the front finds no handler for reaches it
+    (the 404s, and the 405s with their Allow header)."""
     routes = [_route(path, methods) for path, methods in _EXACT.items()]
     for collection, (param, verbs) in _NAMED.items():
         for verb, methods in verbs.items():
             path = f"/v0/{collection}/{{{param}}}" + (f"/{verb}" if verb else "")
             routes.append(_route(path, methods))
-    routes += [_route(path, methods) for path, methods in _STREAMS.items()]
     return routes
 
 

@@ -28,7 +28,7 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from topics_server.middleware import OVER_CAPACITY
+from topics_server.middleware import BACKLOG, OVER_CAPACITY
 
 __all__ = ["default_max_connections", "protocol_class", "raise_fd_limit"]
 
@@ -150,8 +150,11 @@ class _Guarded(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        scope = cast(dict[str, Any], self.scope)
         if self._over:
-            cast(dict[str, Any], self.scope)[OVER_CAPACITY] = self._over
+            scope[OVER_CAPACITY] = self._over
+        # how much this connection has queued: the watch tails write only to idle ones
+        scope[BACKLOG] = self._coalesced.get_write_buffer_size
         self._arm_headers()  # the next request on a kept-alive connection
 
     def on_headers_complete(self) -> None:

@@ -56,6 +56,8 @@ __all__ = [
 PROBES = frozenset({"/v0/health", "/healthz", "/v0/ready", "/readyz"})
 # set in a request's scope (to the cap) by the HTTP protocol when its connection is past it
 OVER_CAPACITY: Final = "topics.over_capacity"
+# set in every request's scope by the HTTP protocol: () -> bytes its connection has queued
+BACKLOG: Final = "topics.backlog"
 # set in every request's scope by the front: the app's engine and settings
 ENGINE: Final = "topics.engine"
 SETTINGS: Final = "topics.settings"
@@ -203,7 +205,7 @@ class Routes:
     ``exact``: path -> method -> handler. ``named``: collection (``topics``) ->
     (the path parameter's name, verb or ``""`` -> method -> handler), for
     ``/v0/{collection}/{name}[/{verb}]``. Anything else (an unknown path, a method
-    a route lacks, the SSE streams) goes on to Starlette's router.
+    a route lacks) goes on to Starlette's router.
     """
 
     exact: dict[str, Methods]
@@ -243,11 +245,12 @@ class Front:
     - a name segment holding ``%2F`` is an invalid name (400 / 404)      (SPEC §0.3);
     - while the engine recovers, everything but the probes is 503 ``not_ready``.
 
-    Then the route: the non-streaming ones are found in :class:`Routes` and their
-    handler called here, an :class:`ApiError` it raises rendered as the envelope;
-    the rest goes to Starlette. A client that hangs up before its answer
-    (``topics diff big | head -3``, a killed script) makes the body reader raise
-    :class:`ClientDisconnect`: nobody is left to answer, so that is one debug line,
+    Then the route: a known one is found in :class:`Routes` and its handler
+    called here, an :class:`ApiError` it raises rendered as the envelope; an
+    unknown path or method goes to Starlette, for its 404 or 405. A client that
+    hangs up before its answer (``topics diff big | head -3``, a killed script)
+    makes the body reader raise :class:`ClientDisconnect`: nobody is left to
+    answer, so that is one debug line,
     or one warning when it left halfway through a body it announced. Any other
     exception from a handler called here is answered by ``internal`` (500) and
     re-raised, as Starlette's outermost layer does with the ones it sees.

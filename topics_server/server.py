@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import os
@@ -198,6 +199,7 @@ async def _serve(settings: Settings, engine: Engine, sock: socket.socket, announ
     )
     server = _Server(config, engine)
     task = asyncio.create_task(server.serve(sockets=[sock]))
+    settle = asyncio.create_task(_settle_heap(engine))
     while not server.started and not task.done():
         await asyncio.sleep(0.005)
     if server.started:
@@ -221,8 +223,22 @@ async def _serve(settings: Settings, engine: Engine, sock: socket.socket, announ
                 flush=True,
             )
     await task
+    settle.cancel()
     if fatal:
         raise SettingsError(fatal[0])
+
+
+async def _settle_heap(engine: Engine) -> None:
+    """Once the state is rebuilt, take what start-up made out of the collector's sight.
+
+    A full collection walks every tracked object: the modules, classes and functions
+    of the server and its libraries, and the recovered state, on the event loop. That
+    was a 30 ms stall here, every time one ran. Frozen objects are never walked again.
+    """
+    while not engine.ready:
+        await asyncio.sleep(0.05)
+    gc.collect()
+    gc.freeze()
 
 
 def _configure_logging(level: str) -> None:

@@ -22,7 +22,7 @@ import uvicorn
 
 import topics_server.engine.watch as engine_watch
 from tests.server.test_watch import Events, caught_up, watch, write
-from topics_server.api.render import SharedReads
+from topics_server.api.render import Rendered, SharedReads
 from topics_server.app import create_app
 from topics_server.engine.engine import Engine
 from topics_server.settings import Settings
@@ -145,7 +145,7 @@ def test_the_cache_never_exceeds_its_bound_and_skips_oversized_batches(
     assert 0 < peak <= bound
 
 
-def entries(srv: InProcess) -> list[tuple[tuple[object, ...], engine_watch.Batch[bytes]]]:
+def entries(srv: InProcess) -> list[tuple[tuple[object, ...], engine_watch.Batch[Rendered]]]:
     return [(key, entry.batch) for key, entry in srv.reads._entries.items()]
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from topics_server.api.common import check_accept, engine_of, read_json, settings_of
+from topics_server.api.eventstream import EventStream, from_chunks
 from topics_server.engine.engine import Engine
 from topics_server.engine.log import TopicLog
 from topics_server.engine.queues import (
@@ -215,14 +216,12 @@ def _query_int(params: Any, name: str) -> int | None:
         return None
 
 
-class _SseResponse(StreamingResponse):
-    """A streaming response that runs ``on_close`` however the stream ends."""
+class _SseResponse(EventStream):
+    """A job stream that runs ``on_close`` however it ends."""
 
-    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None]) -> None:
+    def __init__(self, content: AsyncGenerator[bytes, None], on_close: Callable[[], None]) -> None:
         super().__init__(
-            content,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            from_chunks(content), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         )
         self._on_close = on_close
 
@@ -280,7 +279,7 @@ async def _work_stream(
     lease_ms: int | None,
     conn: int,
     close: Callable[[], None],
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     name = log.name
     queues = engine.queues
     gone = {"code": 409, "error": "topic is no longer a queue", "topic": name}

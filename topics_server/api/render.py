@@ -17,20 +17,23 @@ from __future__ import annotations
 import ctypes
 import functools
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 
+from topics_server.api.eventstream import Write
 from topics_server.api.pages import render_records
+from topics_server.api.tails import Tails
 from topics_server.engine.engine import Engine
 from topics_server.engine.log import TopicLog
 from topics_server.engine.watch import (
     Batch,
     CaughtUp,
     Heartbeat,
+    LiveRecords,
     PassDone,
     Reader,
     Records,
@@ -42,7 +45,7 @@ from topics_server.engine.watch import (
 )
 from topics_server.sse import RETRY, comment, encode_cursor, frame
 
-__all__ = ["CACHE_BYTES", "FLUSH_BYTES", "SharedReads", "reads_of", "render"]
+__all__ = ["CACHE_BYTES", "FLUSH_BYTES", "Rendered", "SharedReads", "reads_of", "render"]
 
 CACHE_BYTES = 32 << 20  # rendered batches kept for other watchers, at most
 ENTRY_BYTES = 256  # what an entry costs beyond its body (key, batch, bookkeeping)
@@ -51,9 +54,43 @@ FLUSH_BYTES = 256 * 1024  # frames are written together up to about this size
 _Key = tuple[str, int, tuple[Any, ...]]  # topic, cursor, WatchOptions.read_key
 
 
+class Rendered:
+    """A batch's records as the ``data`` of one ``record`` frame, shared by every watcher.
+
+    ``live`` keeps, once a one-topic stream asked for it, the whole answer of a
+    caught-up tail to this batch (:class:`LiveRecords`): the record frame and the
+    caught-up frame with the cursor after the batch. Every stream of that topic at
+    that cursor sends these same bytes, so a write fanned out to N watchers is
+    rendered once.
+    """
+
+    __slots__ = ("body", "live")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.live: bytes | None = None
+
+    def __len__(self) -> int:
+        return len(self.body)
+
+    def share_live(self, topic: str, batch: Batch[Rendered]) -> bytes:
+        """Make :attr:`live`: this batch as the answer of a one-topic tail of ``topic``."""
+        event_id = encode_cursor({topic: batch.next_from_seq})
+        caught_up = {"topic": topic, "head_seq": batch.head_seq}
+        self.live = b"".join(
+            (
+                f"id: {event_id}\nevent: record\ndata: ".encode(),
+                self.body,
+                b"\n\n",
+                frame("caught-up", caught_up, event_id),
+            )
+        )
+        return self.live
+
+
 @dataclass(slots=True)
 class _Entry:
-    batch: Batch[bytes]
+    batch: Batch[Rendered]
     cost: int
     owner: StreamReads
 
@@ -76,6 +113,7 @@ class SharedReads:
         self._by_topic: dict[str, set[_Key]] = {}
         self._by_owner: dict[StreamReads, set[_Key]] = {}
         self._open = 0
+        self.tails = Tails(self, FLUSH_BYTES)  # caught-up one-topic streams, served together
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -87,7 +125,7 @@ class SharedReads:
 
     async def read(
         self, log: TopicLog, cursor: int, options: WatchOptions, *, owner: StreamReads
-    ) -> Batch[bytes]:
+    ) -> Batch[Rendered]:
         name = log.name
         key: _Key = (name, cursor, options.read_key)
         version = (log.instance_id, log.version)
@@ -102,17 +140,21 @@ class SharedReads:
         )
         body = None
         if result.records:
-            body = orjson.dumps(
-                {
-                    "topic": name,
-                    "from_seq": cursor,
-                    "to_seq": result.next_from_seq,
-                    "head_seq": result.head_seq,
-                    "records": render_records(result.records, options.shape),
-                }
+            body = Rendered(
+                orjson.dumps(
+                    {
+                        "topic": name,
+                        "from_seq": cursor,
+                        "to_seq": result.next_from_seq,
+                        "head_seq": result.head_seq,
+                        "records": render_records(result.records, options.shape),
+                    }
+                )
             )
         batch = Batch(cursor, result.next_from_seq, result.head_seq, result.tombstone, body)
-        cost = ENTRY_BYTES + len(body or b"")
+        cost = ENTRY_BYTES
+        if body is not None:  # and, for a batch small enough to be shared whole, its live frames
+            cost += len(body) + (len(body) + 4 * len(name) if len(body) < FLUSH_BYTES else 0)
         # a read that waited on the store while the log moved on is nobody else's
         if version == (log.instance_id, log.version) and cost <= self.max_bytes:
             self._put(key, version, _Entry(batch, cost, owner))
@@ -173,7 +215,7 @@ class StreamReads:
 
     def __init__(self, shared: SharedReads) -> None:
         self.shared = shared
-        self.read: Reader[bytes] = functools.partial(shared.read, owner=self)
+        self.read: Reader[Rendered] = functools.partial(shared.read, owner=self)
         self.rendered = 0  # record bytes this stream sent
 
     def close(self) -> None:
@@ -194,11 +236,22 @@ def reads_of(request: Request) -> SharedReads:
 
 
 async def render(
-    session: WatchSession, engine: Engine, shared: SharedReads
-) -> AsyncIterator[bytes]:
-    """The bytes of one watch connection (SPEC §9.3/§9.4)."""
+    session: WatchSession,
+    engine: Engine,
+    shared: SharedReads,
+    write: Write,
+    backlog: Callable[[], int] | None = None,
+) -> None:
+    """Write one watch connection (SPEC §9.3/§9.4): the stream's events as frames.
+
+    ``backlog`` tells how many bytes the connection has queued; given it, a stream
+    of one topic, once caught up, is served with the other tails (:mod:`.tails`).
+    """
     reads = shared.open()
-    events = engine.watches.stream(session, reads.read)
+    member = None
+    if backlog is not None and len(session.cursors) == 1:
+        member = shared.tails.member(session, reads, write, backlog)
+    events = engine.watches.stream(session, reads.read, None if member is None else member.park)
     ids: tuple[Mapping[str, int] | None, str] = (None, "")
 
     def cursor_id(cursors: Mapping[str, int]) -> str:
@@ -212,16 +265,34 @@ async def render(
     size = len(RETRY)
     try:
         async for event in events:
+            if isinstance(event, LiveRecords):  # first: what every write to a tail sends
+                topic, batch = event.topic, event.batch
+                rendered = batch.records
+                assert rendered is not None
+                reads.rendered += len(rendered)
+                if len(rendered) < FLUSH_BYTES:
+                    out.append(rendered.live or rendered.share_live(topic, batch))
+                else:  # sent as is, never copied into shared frames
+                    event_id = encode_cursor({topic: batch.next_from_seq})
+                    caught_up = {"topic": topic, "head_seq": batch.head_seq}
+                    out.append(f"id: {event_id}\nevent: record\ndata: ".encode())
+                    await write(b"".join(out))
+                    await write(rendered.body)
+                    out = [b"\n\n", frame("caught-up", caught_up, event_id)]
+                await write(b"".join(out) if len(out) > 1 else out[0])
+                out, size = [], 0
+                continue
             if isinstance(event, Records):
                 head = f"id: {cursor_id(event.cursors)}\nevent: record\ndata: ".encode()
-                body = event.batch.records
-                assert body is not None
+                rendered = event.batch.records
+                assert rendered is not None
+                body = rendered.body
                 reads.rendered += len(body)
                 if len(body) >= FLUSH_BYTES:  # sent as is: no copy of a big batch
                     out.append(head)
-                    yield b"".join(out)
-                    yield body
-                    yield b"\n\n"
+                    await write(b"".join(out))
+                    await write(body)
+                    await write(b"\n\n")
                     out, size = [], 0
                     continue
                 out += (head, body, b"\n\n")
@@ -250,11 +321,13 @@ async def render(
                 out.append(frame("error", error))
                 size = FLUSH_BYTES
             if size >= FLUSH_BYTES and out:
-                yield b"".join(out)
+                await write(b"".join(out))
                 out, size = [], 0
         if out:
-            yield b"".join(out)
+            await write(b"".join(out))
     finally:
+        if member is not None:
+            member.close()
         await events.aclose()
         reads.close()
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from topics_server.api.common import (
     check_accept,
@@ -17,9 +18,11 @@ from topics_server.api.common import (
     require_names,
     settings_of,
 )
+from topics_server.api.eventstream import EventStream
 from topics_server.api.render import reads_of, render
 from topics_server.engine.watch import SESSION_TTL_MS, WatchOptions
 from topics_server.errors import ApiError, invalid_request, throttled, topic_not_found
+from topics_server.middleware import BACKLOG
 from topics_server.sse import decode_cursor
 from topics_server.wire import U32_MAX, as_bool, as_object, as_u64, json_response, query_bool
 
@@ -132,8 +135,8 @@ async def stream_watch(request: Request) -> Response:
         for topic, seq in (rewind or {}).items():
             if topic in session.cursors:
                 session.cursors[topic] = min(session.cursors[topic], seq)
-    return StreamingResponse(
-        render(session, engine, reads_of(request)),
-        media_type="text/event-stream",
+    backlog = request.scope.get(BACKLOG)  # our server's connections tell it
+    return EventStream(
+        functools.partial(render, session, engine, reads_of(request), backlog=backlog),
         headers=SSE_HEADERS,
     )

@@ -18,13 +18,14 @@ decides what a batch's records look like (bytes rendered once, say).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
-from topics_server.engine.log import TopicLog, wait_any
+from topics_server.engine.log import TopicLog
 from topics_server.wire import now_ms
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ __all__ = [
     "Batch",
     "CaughtUp",
     "Heartbeat",
+    "LiveRecords",
+    "Park",
     "PassDone",
     "Reader",
     "Records",
@@ -65,18 +68,23 @@ class WatchOptions:
     include_tags: bool = False
     include_data: bool = True
     consistency: str = "eventual"
+    _read_key: tuple[Any, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def read_key(self) -> tuple[Any, ...]:
-        """Everything that shapes a read and its rendering."""
-        return (
-            self.nodes,
-            self.limit,
-            self.max_batch_bytes,
-            self.include_meta,
-            self.include_tags,
-            self.include_data,
-        )
+        """Everything that shapes a read and its rendering (made once: options are set
+        before a session starts, and a stream's every read asks for it)."""
+        key = self._read_key
+        if key is None:
+            key = self._read_key = (
+                self.nodes,
+                self.limit,
+                self.max_batch_bytes,
+                self.include_meta,
+                self.include_tags,
+                self.include_data,
+            )
+        return key
 
     @property
     def shape(self) -> tuple[bool, bool, bool]:
@@ -129,6 +137,12 @@ class Batch(Generic[P]):
         return self.next_from_seq == self.head_seq
 
 
+Park: TypeAlias = Callable[[TopicLog, int, float], Awaitable[float | None]]
+"""Parks a one-topic stream caught up at ``cursor`` (the head of ``log``) until its
+heartbeat ``deadline`` (``time.monotonic()``) or until it has to look for itself. The
+one parking it may deliver batches meanwhile, moving the session cursor as the stream
+would; it returns when it last did (None: it did not)."""
+
 Reader: TypeAlias = Callable[[TopicLog, int, WatchOptions], Awaitable[Batch[P]]]
 """Reads ``log`` after a cursor with the session's options, through :meth:`Engine.read`
 (``limit``, ``max_batch_bytes``, ``nodes``), and returns the batch with its records in
@@ -154,6 +168,21 @@ class Tombstone:
     topic: str
     gap: dict[str, Any]
     cursors: Cursors
+
+
+@dataclass(slots=True)
+class LiveRecords(Generic[P]):
+    """A one-topic stream's records that brought it back to the head.
+
+    Stands for :class:`Records`, :class:`CaughtUp` and :class:`PassDone` in a row:
+    the whole answer of a caught-up tail to one write, the same for every stream at
+    that cursor, so a renderer can share its bytes between them. The session's
+    cursor map after it is ``{topic: batch.next_from_seq}``. (Not frozen: it is
+    made once per watcher per write, and a frozen dataclass's ``__init__`` is slow.)
+    """
+
+    topic: str
+    batch: Batch[P]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +220,64 @@ class ShuttingDown:
 PASS_DONE = PassDone()  # carries nothing: one instance serves every pass
 
 WatchEvent: TypeAlias = (
-    Records[P] | Tombstone | CaughtUp | TopicDeleted | Heartbeat | PassDone | ShuttingDown
+    Records[P]
+    | LiveRecords[P]
+    | Tombstone
+    | CaughtUp
+    | TopicDeleted
+    | Heartbeat
+    | PassDone
+    | ShuttingDown
 )
+
+
+class _Parker:
+    """Where one stream waits for its topics: one future per wait, one heartbeat timer.
+
+    The timer is armed once and moved only when it fires early (the stream sent
+    something since): a stream woken by every write would otherwise create and
+    cancel a timer per write.
+    """
+
+    __slots__ = ("_deadline", "_future", "_loop", "_timer")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._future: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+
+    async def wait(self, logs: list[TopicLog], deadline: float) -> None:
+        """Until any of ``logs`` publishes or ``deadline`` (``time.monotonic()``) passes."""
+        future = self._future = self._loop.create_future()
+        for log in logs:
+            log.waiters.append(future)
+        self._deadline = deadline
+        if self._timer is None:
+            self._timer = self._loop.call_later(deadline - time.monotonic(), self._fire)
+        try:
+            await future
+        finally:
+            self._future = None
+            for log in logs:
+                if future in log.waiters:
+                    log.waiters.remove(future)
+
+    def _fire(self) -> None:
+        self._timer = None
+        future = self._future
+        if future is None or future.done():
+            return  # not parked: the next wait arms it again
+        left = self._deadline - time.monotonic()
+        if left > 0.0005:
+            self._timer = self._loop.call_later(left, self._fire)
+        else:
+            future.set_result(None)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def new_wid() -> str:
@@ -226,7 +311,7 @@ class Watches:
         return session
 
     async def stream(
-        self, session: WatchSession, read: Reader[P]
+        self, session: WatchSession, read: Reader[P], park: Park | None = None
     ) -> AsyncGenerator[WatchEvent[P], None]:
         """The events of one connection (SPEC §9.3); ends when every topic is terminal.
 
@@ -247,12 +332,44 @@ class Watches:
         session.open_streams += 1
         engine.sse_connections += 1
         session.last_access = time.monotonic()
+        # a stream of one topic, once caught up, takes the tail path: one read and one
+        # event per write (the common live tail, and what fan-out to many watchers costs)
+        only = next(iter(cursors)) if len(cursors) == 1 else None
+        parker = _Parker()
         try:
             last_event = time.monotonic()
             while True:
                 if engine.shutting_down:
                     yield ShuttingDown()
                     return
+                tail = only is not None and caught[only] and only not in terminal
+                if tail:
+                    assert only is not None
+                    log = engine.topics.get(only)
+                    tail = log is not None and seen[only][0] is log and not routers.lagging(only)
+                if tail:
+                    assert only is not None and log is not None
+                    cursor = cursors[only]
+                    engine.mark_read(log, now_ms())
+                    if log.head == cursor:
+                        now = time.monotonic()
+                        if now - last_event >= heartbeat:
+                            yield Heartbeat(now_ms())
+                            last_event = now
+                        if park is None:
+                            await parker.wait([log], last_event + heartbeat)
+                        elif delivered := await park(log, cursor, last_event + heartbeat):
+                            last_event = max(last_event, delivered)
+                        continue
+                    batch = await read(log, cursor, options)
+                    if batch.tombstone is None and batch.records is not None and batch.caught_up:
+                        cursors[only] = batch.next_from_seq
+                        seen[only] = (log, batch.head_seq)
+                        yield LiveRecords(only, batch)
+                        last_event = time.monotonic()
+                        continue
+                    # anything else (a gap, a filtered read, a cut page): the full pass
+                    # reads it again from the same cursor (a shared read: no cost)
                 # one pass: every topic read up to its head
                 for topic in cursors:
                     if topic in terminal:
@@ -320,8 +437,17 @@ class Watches:
                     seen.get(log.name) != (log, log.head) for log in logs
                 ):
                     continue
-                await wait_any(logs, max(heartbeat - (time.monotonic() - last_event), 0.001))
+                if (
+                    park is not None
+                    and only is not None
+                    and caught[only]
+                    and cursors[only] == logs[0].head
+                    and not routers.lagging(only)
+                ):
+                    continue  # at the head of its one topic: the tail path parks it there
+                await parker.wait(logs, last_event + heartbeat)
         finally:
+            parker.close()
             session.open_streams -= 1
             engine.sse_connections -= 1
             session.last_access = time.monotonic()
