@@ -16,6 +16,7 @@ before it parked, whenever delivering for it is not plainly right:
 - the batch is anything but plain records that end at the head: a gap, a read the
   node filter emptied, a page cut short, a batch too big to share whole;
 - the topic is gone or replaced, a router into it is behind, the server is stopping;
+- its session's cursor moved through another stream of the same session;
 - its heartbeat is due.
 
 Only a stream whose server tells how much its connection has queued is delivered
