@@ -113,7 +113,7 @@ class SharedReads:
         self._by_topic: dict[str, set[_Key]] = {}
         self._by_owner: dict[StreamReads, set[_Key]] = {}
         self._open = 0
-        self.tails = Tails(self, FLUSH_BYTES)  # caught-up one-topic streams, served together
+        self.tails = Tails(engine, FLUSH_BYTES)  # caught-up one-topic streams, served together
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 from topics_server.api.eventstream import Write
 from topics_server.engine.log import TopicLog
-from topics_server.engine.watch import WatchSession
+from topics_server.engine.watch import Deadline, WatchOptions, WatchSession
 
 if TYPE_CHECKING:
-    from topics_server.api.render import SharedReads, StreamReads
+    from topics_server.api.render import StreamReads
+    from topics_server.engine.engine import Engine
 
 __all__ = ["TailMember", "Tails"]
 
@@ -48,7 +49,6 @@ class TailMember:
     """One stream's seat in the tails; :meth:`park` is its engine's ``park``."""
 
     __slots__ = (
-        "_timer",
         "backlog",
         "deadline",
         "future",
@@ -79,19 +79,15 @@ class TailMember:
         self.heartbeat = session.options.heartbeat_ms / 1000
         self.future: asyncio.Future[None] | None = None
         self.group: _Group | None = None
-        self.deadline = 0.0  # time.monotonic() when a heartbeat is due
+        self.deadline = Deadline(self.wake)  # when a heartbeat is due; deliveries move it
         self.last: float | None = None  # when this park last delivered
-        self._timer: asyncio.TimerHandle | None = None
 
     async def park(self, topic_log: TopicLog, cursor: int, deadline: float) -> float | None:
         """Wait at ``cursor`` (the head) until handed back; when this park last delivered."""
-        loop = asyncio.get_running_loop()
-        future = self.future = loop.create_future()
-        self.deadline = deadline
+        future = self.future = asyncio.get_running_loop().create_future()
         self.last = None
         group = self.group = self.tails.join(self, topic_log, cursor)
-        if self._timer is None:
-            self._timer = loop.call_later(max(deadline - time.monotonic(), 0), self._due)
+        self.deadline.arm(deadline)
         try:
             await future
         finally:
@@ -105,21 +101,8 @@ class TailMember:
         if future is not None and not future.done():
             future.set_result(None)
 
-    def _due(self) -> None:
-        """The heartbeat timer: moved on, not re-made, while deliveries keep coming."""
-        self._timer = None
-        if self.future is None or self.future.done():
-            return  # not parked: the next park arms it
-        left = self.deadline - time.monotonic()
-        if left > 0.0005:
-            self._timer = asyncio.get_running_loop().call_later(left, self._due)
-        else:
-            self.wake()
-
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline.cancel()
 
 
 class _Group:
@@ -127,13 +110,20 @@ class _Group:
 
     __slots__ = ("busy", "cursor", "key", "log", "members", "options", "tails", "task", "waiter")
 
-    def __init__(self, tails: Tails, key: tuple[str, Any], topic_log: TopicLog, cursor: int):
+    def __init__(
+        self,
+        tails: Tails,
+        key: tuple[str, Any],
+        topic_log: TopicLog,
+        cursor: int,
+        options: WatchOptions,
+    ) -> None:
         self.tails = tails
         self.key = key
         self.log = topic_log
         self.cursor = cursor
+        self.options = options  # the members' read shape (they share its read_key)
         self.members: dict[TailMember, None] = {}  # in parking order
-        self.options: Any = None
         self.busy = False  # a delivery is under way
         self.waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None  # the delivery under way (kept referenced)
@@ -200,7 +190,7 @@ class _Group:
         first = next(iter(self.members), None)
         if first is None:
             return False
-        batch = await first.reads.read(topic_log, self.cursor, first.session.options)
+        batch = await first.reads.read(topic_log, self.cursor, self.options)
         rendered = batch.records
         if (
             batch.tombstone is not None
@@ -224,7 +214,7 @@ class _Group:
                 member.wake()
                 continue
             member.session.cursors[topic] = batch.next_from_seq
-            member.deadline = now + member.heartbeat
+            member.deadline.at = now + member.heartbeat
             member.last = now
             member.reads.rendered += size
             tails.delivered += 1
@@ -239,9 +229,8 @@ class _Group:
 class Tails:
     """The groups of parked tails, by topic and read shape."""
 
-    def __init__(self, shared: SharedReads, share_bytes: int) -> None:
-        self.shared = shared
-        self.engine = shared.engine
+    def __init__(self, engine: Engine, share_bytes: int) -> None:
+        self.engine = engine
         self.share_bytes = share_bytes  # a batch this big or bigger is not shared whole
         self.delivered = 0  # batches written to a stream from here
         self._groups: dict[tuple[str, Any], list[_Group]] = {}
@@ -262,8 +251,7 @@ class Tails:
             if group.waiter is not None and group.cursor == cursor and group.log is topic_log:
                 break
         else:
-            group = _Group(self, key, topic_log, cursor)
-            group.options = options
+            group = _Group(self, key, topic_log, cursor, options)
             groups.append(group)
             group.wait()
         group.members[member] = None

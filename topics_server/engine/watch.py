@@ -36,6 +36,7 @@ __all__ = [
     "SESSION_TTL_MS",
     "Batch",
     "CaughtUp",
+    "Deadline",
     "Heartbeat",
     "LiveRecords",
     "Park",
@@ -231,30 +232,56 @@ WatchEvent: TypeAlias = (
 )
 
 
-class _Parker:
-    """Where one stream waits for its topics: one future per wait, one heartbeat timer.
+class Deadline:
+    """Calls ``due`` once ``at`` (``time.monotonic()``) has passed; moving ``at`` later is free.
 
-    The timer is armed once and moved only when it fires early (the stream sent
-    something since): a stream woken by every write would otherwise create and
-    cancel a timer per write.
+    The timer is armed once and, when it fires early (``at`` moved on since), re-arms
+    for what is left: a stream woken by every write would otherwise make and cancel a
+    timer per write. ``due`` decides what a deadline means when it comes.
     """
 
-    __slots__ = ("_deadline", "_future", "_loop", "_timer")
+    __slots__ = ("_due", "_timer", "at")
+
+    def __init__(self, due: Callable[[], None]) -> None:
+        self._due = due
+        self._timer: asyncio.TimerHandle | None = None
+        self.at = 0.0
+
+    def arm(self, at: float) -> None:
+        self.at = at
+        if self._timer is None:
+            delay = max(at - time.monotonic(), 0.0)
+            self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        left = self.at - time.monotonic()
+        if left > 0.0005:
+            self._timer = asyncio.get_running_loop().call_later(left, self._fire)
+        else:
+            self._due()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class _Parker:
+    """Where one stream waits for its topics: one future per wait, one :class:`Deadline`."""
+
+    __slots__ = ("_deadline", "_future")
 
     def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._future: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
+        self._deadline = Deadline(self._due)
 
     async def wait(self, logs: list[TopicLog], deadline: float) -> None:
         """Until any of ``logs`` publishes or ``deadline`` (``time.monotonic()``) passes."""
-        future = self._future = self._loop.create_future()
+        future = self._future = asyncio.get_running_loop().create_future()
         for log in logs:
             log.waiters.append(future)
-        self._deadline = deadline
-        if self._timer is None:
-            self._timer = self._loop.call_later(deadline - time.monotonic(), self._fire)
+        self._deadline.arm(deadline)
         try:
             await future
         finally:
@@ -263,21 +290,13 @@ class _Parker:
                 if future in log.waiters:
                     log.waiters.remove(future)
 
-    def _fire(self) -> None:
-        self._timer = None
+    def _due(self) -> None:
         future = self._future
-        if future is None or future.done():
-            return  # not parked: the next wait arms it again
-        left = self._deadline - time.monotonic()
-        if left > 0.0005:
-            self._timer = self._loop.call_later(left, self._fire)
-        else:
+        if future is not None and not future.done():
             future.set_result(None)
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
 
 
 def new_wid() -> str:
